@@ -1,0 +1,32 @@
+# Two commands set up and use a fresh machine (only Python 3.11 needed):
+#   make compare   the main job: pg vs dqn on CartPole-v1 over 3 seeds, table + plot + TensorBoard
+#   make test      the test suite
+# Both create .venv and install the project into it on first use (and again when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: compare test bench install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+compare: $(VENV)/.installed
+	$(VENV)/bin/rlnn compare --env CartPole-v1 --algos pg,dqn --seeds 3 --workers auto
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	OPENBLAS_NUM_THREADS=1 $(PY) experiments/bench_nn.py
+	$(PY) experiments/bench_agents.py --algo dqn --seeds 0-9
+	$(PY) experiments/bench_agents.py --algo pg --seeds 0-9
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

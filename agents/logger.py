@@ -1,0 +1,223 @@
+"""The logger and its sinks: TensorBoard event files, a CSV file, the console.
+
+The logger knows nothing of TensorBoard; a sink does. Tag vocabulary (x-axis: global env step):
+
+    charts/episodic_return, charts/episodic_length   one point per finished training episode
+    charts/SPS, charts/learning_rate, charts/epsilon
+    losses/td_loss, losses/q_values, losses/policy_loss, losses/value_loss, losses/entropy,
+    losses/grad_norm
+    eval/episodic_return, eval/episodic_return_std   greedy evaluation on a separate env
+
+TensorBoard events are written with the ``tensorboard`` package's own ``EventFileWriter`` and protos
+(no PyTorch, no TensorFlow). A resumed run writes a ``SessionLog.START`` event at the resume step, which
+tells TensorBoard to drop points a crashed attempt wrote past the checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+
+TAGS = (
+    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+    "charts/epsilon", "losses/td_loss", "losses/q_values", "losses/policy_loss", "losses/value_loss",
+    "losses/entropy", "losses/grad_norm", "eval/episodic_return", "eval/episodic_return_std",
+)
+
+
+class Sink(Protocol):
+    def scalar(self, tag: str, value: float, step: int) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class TensorBoardSink:
+    """Scalars, histograms, text and hparams into one event file of ``run_dir``."""
+
+    def __init__(self, run_dir: str, resume_step: int | None = None):
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._event_pb2 = event_pb2
+        self.writer = EventFileWriter(run_dir, max_queue_size=1000, flush_secs=5)
+        # The first START marks the session; a later one (resume) purges stale points at >= its step.
+        self.writer.add_event(event_pb2.Event(
+            wall_time=time.time(), step=0 if resume_step is None else resume_step + 1,
+            session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+
+    def _add(self, summary, step: int) -> None:
+        self.writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboard.compat.proto import summary_pb2
+
+        self._add(summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))]), step)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int, bins: int = 30) -> None:
+        from tensorboard.compat.proto import summary_pb2
+
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if values.size == 0 or not np.all(np.isfinite(values)):
+            return
+        lo, hi = float(values.min()), float(values.max())
+        if hi <= lo:
+            hi = lo + 1e-12
+        counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+        proto = summary_pb2.HistogramProto(
+            min=lo, max=hi, num=float(values.size), sum=float(values.sum()),
+            sum_squares=float(values @ values), bucket_limit=edges[1:].tolist(), bucket=counts.astype(float).tolist())
+        self._add(summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, histo=proto)]), step)
+
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        from tensorboard.plugins.text.summary_v2 import text_pb
+
+        self._add(text_pb(tag, markdown), step)
+
+    def hparams(self, hparams: dict[str, Any], start_time: float) -> None:
+        from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+
+        clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+        self._add(hparams_pb(clean, start_time_secs=start_time), 0)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class CSVSink:
+    """``progress.csv`` in long form (wall_time, step, tag, value): one row per point, any set of tags.
+
+    On resume the rows past the checkpoint step are dropped first, so the file matches the run's history.
+    """
+
+    FIELDS = ("wall_time", "step", "tag", "value")
+
+    def __init__(self, path: str, resume_step: int | None = None):
+        self.path = path
+        if resume_step is not None and os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            tmp = path + ".tmp"
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, self.FIELDS)
+                w.writeheader()
+                w.writerows(rows)
+            os.replace(tmp, path)
+        new = not os.path.exists(path)
+        self.file = open(path, "a", newline="")
+        self.writer = csv.writer(self.file)
+        if new:
+            self.writer.writerow(self.FIELDS)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.writerow((f"{time.time():.3f}", int(step), tag, repr(float(value))))
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class ConsoleSink:
+    """A progress line: steps, SPS, last training return, last eval return.
+
+    On a terminal it redraws one line in place; otherwise (CI, a pipe, a file) it prints a plain line
+    every ``every_secs`` seconds so logs stay readable.
+    """
+
+    def __init__(self, total_steps: int, stream=None, every_secs: float | None = None):
+        self.stream = stream or sys.stdout
+        self.total = total_steps
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = every_secs if every_secs is not None else (0.2 if self.tty else 10.0)
+        self.latest: dict[str, float] = {}
+        self.step = 0
+        self._last_draw = 0.0
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.latest[tag] = float(value)
+        self.step = max(self.step, int(step))
+
+    def line(self) -> str:
+        g = self.latest.get
+        frac = min(1.0, self.step / self.total) if self.total else 1.0
+        bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
+        parts = [f"[{bar}] {self.step:>9,d}/{self.total:,d}"]
+        if "charts/SPS" in self.latest:
+            parts.append(f"SPS {g('charts/SPS'):,.0f}")
+        if "charts/episodic_return" in self.latest:
+            parts.append(f"return {g('charts/episodic_return'):.1f}")
+        if "eval/episodic_return" in self.latest:
+            parts.append(f"eval {g('eval/episodic_return'):.1f}±{g('eval/episodic_return_std', 0.0):.1f}")
+        return "  ".join(parts)
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_draw < self.every:
+            return
+        self._last_draw = now
+        if self.tty:
+            self.stream.write("\r" + self.line().ljust(100))
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.tick(force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class Logger:
+    """Fans scalars out to sinks; histograms, text and hparams go to the sinks that can show them."""
+
+    def __init__(self, sinks: Iterable[Sink]):
+        self.sinks = list(sinks)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if not math.isfinite(float(value)):
+            return
+        for sink in self.sinks:
+            sink.scalar(tag, value, step)
+
+    def scalars(self, metrics: dict[str, float], step: int) -> None:
+        for tag, value in metrics.items():
+            self.scalar(tag, value, step)
+
+    def _each(self, method: str, *args) -> None:
+        for sink in self.sinks:
+            if hasattr(sink, method):
+                getattr(sink, method)(*args)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        self._each("histogram", tag, values, step)
+
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        self._each("text", tag, markdown, step)
+
+    def hparams(self, hparams: dict[str, Any], start_time: float) -> None:
+        self._each("hparams", hparams, start_time)
+
+    def tick(self, force: bool = False) -> None:
+        self._each("tick", force)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()

@@ -1,0 +1,43 @@
+"""The uniform-random baseline: what every learning curve must beat (CartPole-v1: ~22 per episode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.base import EnvInfo, rng_state, set_rng_state
+
+
+@dataclass
+class RandomConfig:
+    """The random agent has nothing to tune; the config exists so every algorithm looks the same."""
+
+
+class RandomAgent:
+    name = "random"
+    requires_discrete = True
+
+    def __init__(self, config: RandomConfig, env: EnvInfo, rng: np.random.Generator):
+        self.config, self.env, self.rng = config, env, rng
+        # Evaluation draws from its own stream so that evaluating never changes the training run.
+        self.eval_rng = np.random.default_rng(rng.integers(2**63))
+
+    def act(self, obs: np.ndarray, greedy: bool = False) -> np.ndarray:
+        rng = self.eval_rng if greedy else self.rng
+        return rng.integers(0, self.env.num_actions, size=len(obs))
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
+        pass
+
+    def learn(self, step: int) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        set_rng_state(self.rng, state["rng"])
+
+    def networks(self) -> dict:
+        return {}

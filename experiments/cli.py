@@ -1,0 +1,157 @@
+"""The ``rlnn`` command: train, eval, list (and the commands later modules add).
+
+User mistakes (bad config keys or values, unknown env or algorithm, unreadable checkpoints) print one
+line ``rlnn: error: ...`` and exit 2, with no traceback. A diverged run exits 1, an interrupted one 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from agents import ALGOS, UnknownAlgo
+from agents.checkpoint import CheckpointError
+from agents.loop import TrainingDiverged
+from envs import EnvError
+from experiments.config import ConfigError
+
+USER_ERRORS = (ConfigError, EnvError, CheckpointError, UnknownAlgo)
+
+
+def _version() -> str:
+    try:
+        return version("rlnn")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class UsageError(ValueError):
+    pass
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.loop import train
+    from experiments import config
+
+    if args.resume:
+        cfg_path = os.path.join(args.resume, "config.json")
+        if not os.path.exists(cfg_path):
+            raise CheckpointError(f"{args.resume}: not a run directory (no config.json)")
+        with open(cfg_path) as f:
+            saved = json.load(f)
+        algo = saved["algo"]
+        if args.algo and args.algo != algo:
+            raise ConfigError(f"--algo {args.algo} does not match the run's algorithm {algo}")
+        run_cfg, agent_cfg = config.from_saved(algo, saved)
+        if args.total_steps is not None:
+            run_cfg = config.update(run_cfg, {"total_steps": args.total_steps}, "run")
+        result = train(algo, run_cfg, agent_cfg, run_dir=args.resume, resume=True, console=not args.quiet)
+    else:
+        algo = args.algo or "pg"
+        if algo not in ALGOS:
+            raise UnknownAlgo(f"unknown algorithm {algo!r}: choose one of {', '.join(ALGOS)}")
+        overrides = {"seed": args.seed, "total_steps": args.total_steps, "logdir": args.logdir}
+        run_cfg, agent_cfg, preset = config.build(algo, args.env, args.config, args.set, overrides)
+        if not args.quiet:
+            source = args.config or (f"preset {preset}" if preset else "defaults")
+            print(f"rlnn train: {algo} on {run_cfg.env_id}, seed {run_cfg.seed}, "
+                  f"{run_cfg.total_steps:,} steps ({source})")
+        result = train(algo, run_cfg, agent_cfg, console=not args.quiet)
+    if result.evals and not args.quiet:
+        last = result.evals[-1]
+        print(f"final greedy eval at step {last.step:,}: {last.mean:.1f} ± {last.std:.1f}")
+    return 130 if result.status == "interrupted" else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from experiments.evaluate import evaluate_run
+
+    return evaluate_run(args.run_dir, episodes=args.episodes, render=args.render, gif=args.gif, seed=args.seed)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from experiments import config
+
+    print("algorithms:")
+    for name in ALGOS:
+        print(f"  {name}")
+    print("presets (experiments/configs/):")
+    for name, doc in config.presets().items():
+        run = doc.get("run", {})
+        print(f"  {name:<20} algo={doc.get('algo')}  env={run.get('env_id', 'CartPole-v1')}  "
+              f"total_steps={run.get('total_steps', '-')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlnn", description="Reinforcement learning with a hand-written NumPy MLP.")
+    p.add_argument("--version", action="version", version=f"rlnn {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train an agent (or resume a run)")
+    t.add_argument("--algo", choices=list(ALGOS), help="algorithm (default pg)")
+    t.add_argument("--env", help="Gymnasium env id (default CartPole-v1)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--total-steps", type=int, help="the run's total env steps (also when resuming)")
+    t.add_argument("--config", help="a TOML file with algo, [run] and [agent] tables")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. agent.lr=1e-3 or run.num_envs=4 (repeatable)")
+    t.add_argument("--logdir", help="parent directory of run directories (default runs)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="greedy evaluation of a run's latest checkpoint")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, default=20)
+    e.add_argument("--seed", type=int, default=12345)
+    e.add_argument("--render", action="store_true", help="show episodes in a window (needs rlnn[render])")
+    e.add_argument("--gif", metavar="FILE", help="save one episode as an animated GIF (needs rlnn[render])")
+    e.set_defaults(func=cmd_eval)
+
+    ls = sub.add_parser("list", help="algorithms and presets")
+    ls.set_defaults(func=cmd_list)
+
+    for register in _extensions():
+        register(sub)
+    return p
+
+
+def _extensions():
+    """Subcommands defined in other experiments modules (compare, report, check-gradients, ...)."""
+    import importlib
+
+    for module in ("experiments.compare", "experiments.gradcheck_cmd", "experiments.sweep"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            raise
+        yield mod.register
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        print(f"rlnn: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"rlnn: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rlnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

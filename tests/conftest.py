@@ -1,0 +1,43 @@
+"""Shared fixtures: small run configs and a reader of TensorBoard event files."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar point of a run, read with TensorBoard's own EventAccumulator (no sampling)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0, "histograms": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def accumulator(run_dir: str):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0, "histograms": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture
+def small_run(tmp_path):
+    """A factory of short RunConfigs writing under tmp_path."""
+    from agents.loop import RunConfig
+
+    def make(**kw):
+        base = dict(total_steps=2_000, eval_every=1_000, eval_episodes=3, checkpoint_every=1_000,
+                    log_every=250, logdir=str(tmp_path / "runs"))
+        base.update(kw)
+        return RunConfig(**base)
+
+    return make

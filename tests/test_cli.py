@@ -1,0 +1,124 @@
+"""The ``rlnn`` command: one-line errors for user mistakes, Ctrl-C, eval, list, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, read_scalars
+
+from agents import checkpoint as ckpt
+from experiments.cli import main
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("rlnn: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_unknown_config_key_names_the_allowed_keys(capsys, tmp_path):
+    err = one_line_error(capsys, ["train", "--algo", "random", "--set", "run.totl_steps=5", "--logdir", str(tmp_path)])
+    assert "totl_steps" in err and "total_steps" in err
+
+
+def test_wrong_value_type_names_key_and_type(capsys, tmp_path):
+    err = one_line_error(capsys, ["train", "--algo", "random", "--set", "run.num_envs=lots", "--logdir", str(tmp_path)])
+    assert "run.num_envs" in err and "int" in err
+
+
+def test_bad_toml_file_key(capsys, tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('algo = "random"\n[run]\ntotal_steps = 100\nlearning_rate = 0.1\n')
+    err = one_line_error(capsys, ["train", "--algo", "random", "--config", str(cfg), "--logdir", str(tmp_path)])
+    assert "run.learning_rate" in err and "allowed keys" in err
+
+
+def test_out_of_range_value(capsys, tmp_path):
+    err = one_line_error(capsys, ["train", "--algo", "random", "--total-steps", "0", "--logdir", str(tmp_path)])
+    assert "run.total_steps = 0" in err
+
+
+def test_unknown_env_id_lists_close_matches(capsys, tmp_path):
+    err = one_line_error(capsys, ["train", "--algo", "random", "--env", "CartPol-v1", "--logdir", str(tmp_path)])
+    assert "'CartPol-v1'" in err and "CartPole-v1" in err
+
+
+def test_non_discrete_action_space_is_refused(capsys, tmp_path):
+    err = one_line_error(capsys, ["train", "--algo", "random", "--env", "Pendulum-v1", "--logdir", str(tmp_path)])
+    assert "Discrete" in err
+
+
+def test_corrupt_and_truncated_checkpoints_give_one_line(capsys, small_run):
+    from agents.loop import train
+
+    result = train("random", small_run(total_steps=500), console=False)
+    path = ckpt.latest_checkpoint(result.run_dir)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    err = one_line_error(capsys, ["eval", result.run_dir, "--episodes", "2"])
+    assert os.path.basename(path) in err and "truncated or corrupt" in err
+    err = one_line_error(capsys, ["train", "--resume", result.run_dir])
+    assert os.path.basename(path) in err
+    open(path, "wb").write(b"not a zip file at all")
+    err = one_line_error(capsys, ["eval", result.run_dir])
+    assert "truncated or corrupt" in err
+
+
+def test_eval_list_and_version(capsys, small_run):
+    from agents.loop import train
+
+    result = train("random", small_run(total_steps=500), console=False)
+    assert main(["eval", result.run_dir, "--episodes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "greedy return over 5 episodes" in out and "±" in out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "random" in out and "dqn" in out and "pg" in out
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and "rlnn" in capsys.readouterr().out
+
+
+def test_train_then_resume_from_the_command_line(capsys, tmp_path):
+    logdir = str(tmp_path / "runs")
+    assert main(["train", "--algo", "random", "--total-steps", "600", "--logdir", logdir, "--seed", "5",
+                 "--set", "run.eval_every=300", "--set", "eval_episodes=2"]) == 0
+    out = capsys.readouterr().out
+    assert "tensorboard --logdir" in out
+    (run_dir,) = [os.path.join(logdir, d) for d in os.listdir(logdir)]
+    assert main(["train", "--resume", run_dir, "--total-steps", "1200", "--quiet"]) == 0
+    evals = [s for s, _ in read_scalars(run_dir)["eval/episodic_return"]]
+    assert evals == [300, 600, 900, 1200]
+
+
+def test_ctrl_c_leaves_a_loadable_checkpoint_and_exits_130(tmp_path):
+    logdir = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "train", "--algo", "random",
+                             "--total-steps", "100000000", "--logdir", str(logdir), "--set", "run.checkpoint_every=10000000"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (logdir.exists() and any(logdir.iterdir())
+                                          and any((p / "progress.csv").exists() for p in logdir.iterdir())):
+        time.sleep(0.2)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in out
+    (run_dir,) = list(logdir.iterdir())
+    meta, state = ckpt.load(ckpt.latest_checkpoint(str(run_dir)))
+    assert meta["step"] > 0 and "agent" in state
+    # The events written before the signal are on disk and readable.
+    assert read_scalars(str(run_dir))["charts/episodic_return"]
