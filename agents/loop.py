@@ -222,8 +222,7 @@ def train(
         if run_dir is None:
             run_dir = os.path.join(run_cfg.logdir, run_name(run_cfg.env_id, algo, run_cfg.seed))
         os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=2)
+        _write_json(os.path.join(run_dir, "config.json"), cfg)
 
     sinks: list = [TensorBoardSink(run_dir, resume_step=step if resume else None),
                    CSVSink(os.path.join(run_dir, "progress.csv"), resume_step=step if resume else None)]
@@ -338,7 +337,17 @@ def train(
         if console:
             print(f"events and checkpoints in {run_dir}", file=stream, flush=True)
     result.step, result.episodes = step, episodes
+    _write_json(os.path.join(run_dir, "result.json"), {
+        "status": result.status, "step": step, "episodes": episodes, "total_steps": run_cfg.total_steps,
+        "final_eval": dataclasses.asdict(result.evals[-1]) if result.evals else None})
     return result
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
 
 
 def _evaluate_and_log(agent, eval_env, train_env, eval_seed: int, step: int, elapsed: float, logger: Logger) -> EvalRecord:

@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             source = args.config or (f"preset {preset}" if preset else "defaults")
             print(f"rlnn train: {algo} on {run_cfg.env_id}, seed {run_cfg.seed}, "
                   f"{run_cfg.total_steps:,} steps ({source})")
-        result = train(algo, run_cfg, agent_cfg, console=not args.quiet)
+        result = train(algo, run_cfg, agent_cfg, run_dir=args.run_dir, console=not args.quiet)
     if result.evals and not args.quiet:
         last = result.evals[-1]
         print(f"final greedy eval at step {last.step:,}: {last.mean:.1f} ± {last.std:.1f}")
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--logdir", help="parent directory of run directories (default runs)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("--run-dir", help=argparse.SUPPRESS)  # set by `rlnn compare` for its workers
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="greedy evaluation of a run's latest checkpoint")

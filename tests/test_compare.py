@@ -1,0 +1,182 @@
+"""``rlnn compare`` / ``rlnn report``: runs over seeds, numbers from event files, the plot, TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+from conftest import read_scalars
+
+import experiments.compare as compare
+from experiments.cli import main
+from experiments.report import area_under_curve, bootstrap_ci
+
+TINY = ["--set", "run.eval_every=200", "--set", "run.eval_episodes=2", "--set", "run.checkpoint_every=200",
+        "--set", "run.log_every=100", "--set", "run.num_envs=4"]
+
+
+@pytest.fixture(scope="module")
+def compare_dir(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("cmp")
+    code = main(["compare", "--algos", "pg,dqn", "--seeds", "2", "--total-steps", "600", "--workers", "2",
+                 "--logdir", str(logdir), *TINY])
+    assert code == 0
+    (parent,) = [logdir / d for d in os.listdir(logdir)]
+    return parent
+
+
+def test_compare_makes_one_run_dir_per_algo_and_seed(compare_dir):
+    names = sorted(d for d in os.listdir(compare_dir) if "__" in d and os.path.isdir(compare_dir / d))
+    assert [n.split("__")[1:3] for n in names] == [["dqn", "0"], ["dqn", "1"], ["pg", "0"], ["pg", "1"]]
+    assert compare_dir.name.startswith("compare__CartPole-v1__")
+    for name in names:
+        scalars = read_scalars(str(compare_dir / name))
+        assert {"eval/episodic_return", "charts/episodic_return", "charts/SPS"} <= set(scalars)
+        assert json.loads((compare_dir / name / "result.json").read_text())["status"] == "done"
+
+
+def test_summary_numbers_equal_the_event_files(compare_dir):
+    with open(compare_dir / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert len(runs) == 4
+    for row in runs:
+        scalars = read_scalars(str(compare_dir / row["run"]))
+        evals = scalars["eval/episodic_return"]
+        assert float(row["final_eval"]) == pytest.approx(evals[-1][1])
+        steps = np.array([s for s, _ in evals], dtype=float)
+        values = np.array([v for _, v in evals])
+        assert float(row["auc"]) == pytest.approx(area_under_curve(steps, values))
+        solved = [s for s, v in evals if v >= 475]
+        assert (row["solved"] == "True") == bool(solved)
+    with open(compare_dir / "summary.csv") as f:
+        summary = {r["algo"]: r for r in csv.DictReader(f)}
+    assert set(summary) == {"pg", "dqn"}
+    for algo, row in summary.items():
+        finals = [float(r["final_eval"]) for r in runs if r["algo"] == algo]
+        assert float(row["final_eval_mean"]) == pytest.approx(np.mean(finals))
+        assert float(row["final_eval_ci_low"]) <= float(row["final_eval_mean"]) <= float(row["final_eval_ci_high"])
+        assert int(row["runs"]) == 2
+    md = (compare_dir / "summary.md").read_text()
+    assert "| pg |" in md and "| dqn |" in md
+
+
+def test_learning_curves_png_is_a_valid_image(compare_dir):
+    from PIL import Image
+
+    with Image.open(compare_dir / "learning_curves.png") as img:
+        img.verify()
+    with Image.open(compare_dir / "learning_curves.png") as img:
+        assert img.format == "PNG" and img.size[0] > 800 and img.size[1] > 300
+
+
+def test_report_remakes_the_same_table(compare_dir, capsys):
+    before = (compare_dir / "summary.csv").read_text()
+    os.remove(compare_dir / "summary.csv")
+    assert main(["report", str(compare_dir)]) == 0
+    assert (compare_dir / "summary.csv").read_text() == before
+    assert "tensorboard --logdir" in capsys.readouterr().out
+
+
+def test_bootstrap_ci_on_known_samples():
+    assert bootstrap_ci([3.0] * 10) == (3.0, 3.0)
+    rng = np.random.default_rng(1)
+    x = rng.normal(10.0, 2.0, size=400)
+    lo, hi = bootstrap_ci(x)
+    half = 1.96 * x.std() / np.sqrt(x.size)  # the normal-theory interval the bootstrap should approach
+    assert lo == pytest.approx(x.mean() - half, abs=0.04) and hi == pytest.approx(x.mean() + half, abs=0.04)
+    # Resampled means of [0, 0, 0, 10] are 2.5·k, k ~ Binomial(4, 1/4): P(k=0) = 0.32 > 2.5%, and
+    # P(k >= 3) = 5.1% > 2.5% > P(k = 4) = 0.4%, so the 95% interval is exactly [0, 7.5].
+    assert bootstrap_ci([0.0, 0.0, 0.0, 10.0]) == (0.0, 7.5)
+
+
+def test_killed_worker_leaves_the_others_intact_and_resume_finishes(tmp_path, monkeypatch, capsys):
+    original = compare._command
+
+    def kill_seed_1(job, spec):
+        if job.seed == 1 and not job.resume:
+            return [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+        return original(job, spec)
+
+    monkeypatch.setattr(compare, "_command", kill_seed_1)
+    code = main(["compare", "--algos", "random", "--seeds", "3", "--total-steps", "400", "--workers", "2",
+                 "--logdir", str(tmp_path), *TINY])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED  CartPole-v1__random__1__" in out
+    (parent,) = [tmp_path / d for d in os.listdir(tmp_path)]
+    done = {d.split("__")[2] for d in os.listdir(parent) if (parent / d / "result.json").exists()}
+    assert done == {"0", "2"}
+    monkeypatch.setattr(compare, "_command", original)
+    assert main(["compare", "--resume", str(parent)]) == 0
+    out = capsys.readouterr().out
+    assert "1 run(s) to do" in out
+    done = {d.split("__")[2] for d in os.listdir(parent) if (parent / d / "result.json").exists()}
+    assert done == {"0", "1", "2"}
+
+
+def test_bad_seeds_and_algos_are_one_line_errors(capsys, tmp_path):
+    for argv in (["compare", "--seeds", "x"], ["compare", "--algos", "pg,a2c"], ["compare", "--workers", "0"]):
+        assert main([*argv, "--logdir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("rlnn: error:") and "\n" not in err
+    assert not os.listdir(tmp_path)  # nothing started
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str, **params):
+    url = f"http://127.0.0.1:{port}{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_real_tensorboard_server_serves_every_run_and_tag(compare_dir):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(compare_dir),
+                             "--host", "127.0.0.1", "--port", str(port), "--samples_per_plugin", "scalars=100000",
+                             "--reload_interval", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        runs = []
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                runs = _get(port, "/data/runs")
+                tags = _get(port, "/data/plugin/scalars/tags")
+                if len(runs) == 4 and all("eval/episodic_return" in tags.get(r, {}) for r in runs):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert sorted(runs) == sorted(d for d in os.listdir(compare_dir) if (compare_dir / d / "config.json").exists())
+        documented = {"charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+                      "eval/episodic_return", "eval/episodic_return_std", "losses/grad_norm"}
+        per_algo = {"pg": {"losses/policy_loss", "losses/value_loss", "losses/entropy"},
+                    "dqn": {"losses/td_loss", "losses/q_values", "charts/epsilon"}}
+        for run in runs:
+            algo = run.split("__")[1]
+            ours = read_scalars(str(compare_dir / run))
+            served_tags = set(tags[run])
+            assert documented | per_algo[algo] <= served_tags
+            for tag in documented | per_algo[algo]:
+                points = _get(port, "/data/plugin/scalars/scalars", run=run, tag=tag)
+                assert len(points) == len(ours[tag]), (run, tag)
+                assert [p[1] for p in points] == [s for s, _ in ours[tag]]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
