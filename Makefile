@@ -1,7 +1,8 @@
 # Two commands set up and use a fresh machine (only Python 3.11 needed):
 #   make compare   the main job: pg vs dqn on CartPole-v1 over 3 seeds, table + plot + TensorBoard
 #   make test      the test suite
-# Both create .venv and install the project into it on first use (and again when pyproject.toml changes).
+# Both create .venv and install the project into it on first use (and again when pyproject.toml changes),
+# with the dev and ray extras, so the test suite also runs the Ray sweep backend.
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $@
 
 install: $(VENV)/.installed

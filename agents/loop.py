@@ -240,7 +240,7 @@ def train(
     result = RunResult(run_dir=run_dir, step=step, episodes=episodes, status="done")
     inspector = None
     if run_cfg.network_log_every > 0:
-        from agents.inspect import NetworkInspector
+        from agents.network_stats import NetworkInspector
 
         inspector = NetworkInspector(agent)
 

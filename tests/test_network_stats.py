@@ -1,0 +1,100 @@
+"""Per-layer statistics and histograms in TensorBoard; the check-gradients command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import accumulator
+
+from agents.network_stats import NetworkInspector
+from rlnn import MLP, losses, optim
+
+
+class TwoNetAgent:
+    """Just enough of an agent to inspect: a ReLU net and a tanh net with one optimizer each."""
+
+    output_kinds = {"relu": "q_values", "tanh": "logits"}
+
+    def __init__(self):
+        self.nets = {"relu": MLP([3, 8, 2], activation="relu", seed=0),
+                     "tanh": MLP([3, 8, 2], activation="tanh", seed=1)}
+        self.opts = {k: optim.Adam(n.flat_params, n.flat_grads, lr=1e-2) for k, n in self.nets.items()}
+
+    def networks(self):
+        return self.nets
+
+    def optimizers(self):
+        return self.opts
+
+    def train_step(self, x, y):
+        for name, net in self.nets.items():
+            net.zero_grad()
+            _, dy = losses.l2(net.forward(x), y)
+            net.backward(dy)
+            self.opts[name].step()
+
+
+def inspect_once(agent, x, y):
+    inspector = NetworkInspector(agent)
+    agent.train_step(x, y)
+    out = {}
+    for name, net in agent.networks().items():
+        out.update(inspector.layer_stats(name, net))
+    return out
+
+
+def test_dead_fraction_is_one_for_a_relu_layer_forced_negative_and_zero_for_a_positive_one():
+    agent = TwoNetAgent()
+    relu = agent.nets["relu"]
+    x = np.random.default_rng(0).normal(size=(16, 3))
+    y = np.zeros((16, 2))
+    relu.params[1][:] = -100.0  # every hidden pre-activation negative: all units dead
+    stats = inspect_once(agent, x, y)
+    assert stats["network/relu/layer1/dead_fraction"] == 1.0
+    relu.params[1][:] = 100.0
+    stats = inspect_once(agent, x, y)
+    assert stats["network/relu/layer1/dead_fraction"] == 0.0
+    assert "network/relu/layer2/dead_fraction" not in stats  # the output layer is not a ReLU layer
+
+
+def test_saturated_fraction_and_update_ratio():
+    agent = TwoNetAgent()
+    tanh = agent.nets["tanh"]
+    x = np.random.default_rng(0).normal(size=(16, 3))
+    y = np.zeros((16, 2))
+    tanh.params[1][:4] = 50.0  # half of the 8 hidden units pinned at +1
+    stats = inspect_once(agent, x, y)
+    assert stats["network/tanh/layer1/saturated_fraction"] == pytest.approx(0.5, abs=0.1)
+    # Adam's first step moves every parameter by ~lr: the ratio is ‖Δθ‖/‖θ‖ for that step.
+    w, b = tanh.params[0], tanh.params[1]
+    assert 1e-4 < stats["network/tanh/layer1/update_ratio"] < 1e-1
+    assert stats["network/tanh/layer1/weight_norm"] == pytest.approx(np.linalg.norm(w))
+    g = np.concatenate([tanh.grads[0].ravel(), tanh.grads[1].ravel()])
+    assert stats["network/tanh/layer1/grad_norm"] == pytest.approx(np.linalg.norm(g))
+    assert b.shape == (8,)
+
+
+def test_histograms_of_weights_grads_and_outputs_are_written(tmp_path):
+    from agents.logger import Logger, TensorBoardSink
+
+    agent = TwoNetAgent()
+    inspector = NetworkInspector(agent)
+    x = np.random.default_rng(0).normal(size=(16, 3))
+    agent.train_step(x, np.zeros((16, 2)))
+    logger = Logger([TensorBoardSink(str(tmp_path))])
+    inspector.log(logger, step=100)
+    logger.close()
+    acc = accumulator(str(tmp_path))
+    histos = set(acc.Tags()["histograms"])
+    for net in ("relu", "tanh"):
+        for t in (1, 2):
+            assert {f"network/{net}/layer{t}/weights", f"network/{net}/layer{t}/biases",
+                    f"network/{net}/layer{t}/weight_grads"} <= histos
+    assert {"network/relu/q_values/action0", "network/relu/q_values/action1", "network/tanh/action_probs"} <= histos
+    probs = acc.Histograms("network/tanh/action_probs")[0].histogram_value
+    assert probs.num == 32 and 0.0 <= probs.min and probs.max <= 1.0
+    w = acc.Histograms("network/relu/layer1/weights")[0].histogram_value
+    assert w.num == 24 and w.min == pytest.approx(agent.nets["relu"].params[0].min())
+    scalars = set(acc.Tags()["scalars"])
+    assert {"network/relu/layer1/dead_fraction", "network/tanh/layer1/saturated_fraction",
+            "network/relu/layer2/update_ratio", "network/tanh/layer1/grad_norm"} <= scalars
