@@ -1,0 +1,99 @@
+"""Benchmark an agent's preset over seeds: does it solve CartPole-v1, how fast, and does it stay solved?
+
+    python experiments/bench_agents.py --algo dqn --seeds 0-9 [--workers 1] [--set agent.lr=1e-3]
+
+Per seed: env steps and wall seconds to the first greedy evaluation (run.eval_episodes episodes) with
+mean return >= the threshold (475 = CartPole-v1's registry threshold), SPS, and a final greedy evaluation
+of 20 episodes on fresh envs after the full budget. Then the summary: solved k/n, median and IQR.
+Runs one seed at a time by default: two runs on two cores would make every timing wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from agents.loop import evaluate, train  # noqa: E402
+from experiments import config  # noqa: E402
+from experiments.compare import parse_seeds  # noqa: E402
+from experiments.evaluate import _frozen_env, load_agent  # noqa: E402
+
+
+def run_seed(algo: str, seed: int, sets: list[str], total_steps: int | None, logdir: str, threshold: float,
+             final_episodes: int) -> dict:
+    run_cfg, agent_cfg, _ = config.build(algo, "CartPole-v1", None, sets,
+                                         {"seed": seed, "total_steps": total_steps, "logdir": logdir})
+    t0 = time.perf_counter()
+    result = train(algo, run_cfg, agent_cfg, console=False)
+    wall = time.perf_counter() - t0
+    solved = next((e for e in result.evals if e.mean >= threshold), None)
+    _, run_cfg, agent, env_state, _ = load_agent(result.run_dir, num_envs=final_episodes)
+    env = _frozen_env(run_cfg, final_episodes, env_state)
+    final = evaluate(agent, env, seed=10_000 + seed)
+    env.close()
+    return {"seed": seed, "solved_step": solved.step if solved else None,
+            "solved_seconds": solved.elapsed if solved else None, "steps": result.step,
+            "sps": result.step / wall, "wall": wall, "final_mean": float(final.mean()),
+            "final_std": float(final.std()), "run_dir": result.run_dir}
+
+
+def _q(x: list[float]) -> str:
+    if not x:
+        return "–"
+    q1, med, q3 = np.percentile(x, [25, 50, 75])
+    return f"{med:,.1f} (IQR {q1:,.1f}–{q3:,.1f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", required=True, choices=["pg", "dqn"])
+    p.add_argument("--seeds", default="0-9")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--total-steps", type=int)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--threshold", type=float, default=475.0)
+    p.add_argument("--final-episodes", type=int, default=20)
+    p.add_argument("--logdir", default=None, help="where runs go (default: a temporary directory)")
+    args = p.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    logdir = args.logdir or tempfile.mkdtemp(prefix=f"bench_{args.algo}_")
+    jobs = [(args.algo, s, args.set, args.total_steps, logdir, args.threshold, args.final_episodes) for s in seeds]
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            rows = list(pool.map(run_seed, *zip(*jobs)))
+    else:
+        rows = []
+        for job in jobs:
+            rows.append(run_seed(*job))
+            r = rows[-1]
+            print(f"  seed {r['seed']} done in {r['wall']:.1f} s", file=sys.stderr, flush=True)
+
+    print(f"\n{args.algo} preset on CartPole-v1, seeds {args.seeds}, workers {args.workers} "
+          f"(solved = greedy eval mean >= {args.threshold:g}; final = {args.final_episodes} greedy episodes)\n")
+    print("| seed | steps to solve | seconds to solve | SPS | total steps | final eval |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        st = f"{r['solved_step']:,}" if r["solved_step"] is not None else "not solved"
+        ss = f"{r['solved_seconds']:.1f}" if r["solved_seconds"] is not None else "–"
+        print(f"| {r['seed']} | {st} | {ss} | {r['sps']:,.0f} | {r['steps']:,} | {r['final_mean']:.1f} ± {r['final_std']:.1f} |")
+    solved = [r for r in rows if r["solved_step"] is not None]
+    final_ok = [r for r in rows if r["final_mean"] >= args.threshold]
+    print(f"\nsolved {len(solved)}/{len(rows)}; final eval >= {args.threshold:g} on {len(final_ok)}/{len(rows)}")
+    print(f"steps to solve: {_q([r['solved_step'] for r in solved])}")
+    print(f"seconds to solve: {_q([r['solved_seconds'] for r in solved])}")
+    print(f"SPS: {_q([r['sps'] for r in rows])}")
+    print(f"runs in {logdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
