@@ -1,0 +1,238 @@
+"""Microbenchmark of rlnn's training step and acting path against plain NumPy.
+
+    python experiments/bench_nn.py [--quick] [--threads N] [--activation tanh]
+    python -m experiments.bench_nn --quick
+
+One training step = forward + l2 loss + backward + Adam step.  "reference" is
+the straightforward per-layer NumPy version written below: fresh arrays for
+every operation and one Adam update loop per tensor.  "predict" is the cost
+of acting on one observation.  Times are microseconds per call: the best and
+the median over N repeats, each repeat averaging many calls (timeit style).
+
+For these sizes multi-threaded BLAS mostly adds synchronisation overhead, so
+OPENBLAS_NUM_THREADS (and friends) default to 1 unless already set or
+--threads is given; this must happen before NumPy is imported.
+"""
+import argparse
+import os
+import sys
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads (default: env value, else 1)")
+    parser.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
+    return parser.parse_args(argv)
+
+
+ARGS = _parse_args() if __name__ == "__main__" else None
+if ARGS is not None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if ARGS.threads is not None:
+            os.environ[var] = str(ARGS.threads)
+        else:
+            os.environ.setdefault(var, "1")
+
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+try:
+    import rlnn  # noqa: E402,F401  (only checks importability)
+except ImportError:                      # run as a script from a source checkout
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import rlnn  # noqa: E402,F401  (only checks importability)
+
+from rlnn import MLP, losses, optim  # noqa: E402
+
+SIZES = ([4, 64, 64, 2], [4, 256, 256, 2])
+BATCHES = (1, 64, 256)
+DTYPES = (np.float32, np.float64)
+TARGETS_US = {  # (sizes, batch, dtype) -> target for the rlnn train step
+    ((4, 64, 64, 2), 64, "float32"): 60.0,
+    ((4, 256, 256, 2), 64, "float32"): 450.0,
+}
+PREDICT_TARGET_US = 6.0
+
+
+# ------------------------------------------------------------ plain reference
+_REF_ACTS = {
+    "tanh": (np.tanh, lambda y: 1 - y * y),
+    "relu": (lambda z: np.maximum(z, 0), lambda y: (y > 0).astype(y.dtype)),
+    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda y: y * (1 - y)),
+}
+
+
+class ReferenceMLP:
+    """Per-layer lists of W and b; every operation allocates its result."""
+
+    def __init__(self, net, activation):
+        self.W = [w.copy() for w in net.weights]
+        self.b = [b.copy() for b in net.biases]
+        self.f, self.df = _REF_ACTS[activation]
+        self.m = [np.zeros_like(p) for p in self.W + self.b]
+        self.v = [np.zeros_like(p) for p in self.W + self.b]
+        self.t = 0
+
+    def forward(self, x):
+        self.hs = [x]
+        h = x
+        for i, (W, b) in enumerate(zip(self.W, self.b)):
+            z = h @ W + b
+            h = z if i == len(self.W) - 1 else self.f(z)
+            self.hs.append(h)
+        return h
+
+    def backward(self, dy):
+        dWs, dbs = [], []
+        g = dy
+        for i in reversed(range(len(self.W))):
+            dz = g if i == len(self.W) - 1 else g * self.df(self.hs[i + 1])
+            dWs.insert(0, self.hs[i].T @ dz)
+            dbs.insert(0, dz.sum(axis=0))
+            g = dz @ self.W[i].T
+        return dWs + dbs
+
+    def adam(self, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+        self.t += 1
+        for k, (p, g) in enumerate(zip(self.W + self.b, grads)):
+            self.m[k] = b1 * self.m[k] + (1 - b1) * g
+            self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
+            m_hat = self.m[k] / (1 - b1 ** self.t)
+            v_hat = self.v[k] / (1 - b2 ** self.t)
+            p -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+    def train_step(self, x, y):
+        out = self.forward(x)
+        diff = out - y
+        _ = np.mean(diff ** 2)
+        self.adam(self.backward(2 * diff / diff.size))
+
+    def predict(self, x):
+        h = x
+        for i, (W, b) in enumerate(zip(self.W, self.b)):
+            z = h @ W + b
+            h = z if i == len(self.W) - 1 else self.f(z)
+        return h
+
+
+# ------------------------------------------------------------------- rlnn
+def make_rlnn_step(net, opt):
+    def step(x, y):
+        net.zero_grad()
+        _, dy = losses.l2(net.forward(x), y)
+        net.backward(dy)
+        opt.step()
+    return step
+
+
+def check_reference_agrees(activation):
+    """One step of each from the same weights must give the same parameters."""
+    net = MLP([4, 16, 16, 2], activation=activation, seed=0)
+    ref = ReferenceMLP(net, activation)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))
+    make_rlnn_step(net, optim.Adam(net.flat_params, net.flat_grads))(x, y)
+    ref.train_step(x, y)
+    for a, b in zip(net.weights + net.biases, ref.W + ref.b):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(net.predict(x[0]), ref.predict(x[:1])[0], rtol=1e-10)
+
+
+# ----------------------------------------------------------------- timing
+def _calls_per_repeat(fn, budget):
+    """How many calls of fn take about `budget` seconds (after a warm-up)."""
+    for _ in range(3):
+        fn()                                   # warm-up: workspaces, caches
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget / 4:
+            return max(1, int(number * budget / elapsed))
+        number *= 4
+
+
+def measure(fns, quick):
+    """[(best, median) microseconds per call] for each function in fns.
+
+    Repeats of the functions are interleaved, so a burst of load from other
+    processes hits all of them alike instead of skewing one row.
+    """
+    budget = 0.02 if quick else 0.1            # seconds per repeat and function
+    repeats = 5 if quick else 15
+    numbers = [_calls_per_repeat(fn, budget) for fn in fns]
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, number, record in zip(fns, numbers, times):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            record.append((time.perf_counter() - start) / number * 1e6)
+    return [(min(t), statistics.median(t)) for t in times]
+
+
+def main(args):
+    check_reference_agrees(args.activation)
+    print(f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
+          f"activation={args.activation}, {'quick' if args.quick else 'full'} run")
+    print("train step = forward + l2 loss + backward + Adam step; us per call, best / median\n")
+    header = (f"{'net':<14}{'batch':>6}{'dtype':>9}{'rlnn best':>11}{'median':>9}"
+              f"{'reference':>11}{'median':>9}{'speedup':>9}  target")
+    print(header)
+    print("-" * len(header))
+    misses = []
+    for sizes in SIZES:
+        name = "-".join(map(str, sizes))
+        for dtype in DTYPES:
+            for batch in BATCHES:
+                rng = np.random.default_rng(0)
+                x = rng.standard_normal((batch, sizes[0])).astype(dtype)
+                y = rng.standard_normal((batch, sizes[-1])).astype(dtype)
+                net = MLP(sizes, activation=args.activation, dtype=dtype, seed=0)
+                ref = ReferenceMLP(net, args.activation)
+                step = make_rlnn_step(net, optim.Adam(net.flat_params, net.flat_grads))
+                ours, theirs = measure([lambda: step(x, y), lambda: ref.train_step(x, y)],
+                                       args.quick)
+                target = TARGETS_US.get((tuple(sizes), batch, np.dtype(dtype).name))
+                note = _target_note(ours[0], target, misses,
+                                    f"train {name} b{batch} {np.dtype(dtype).name}")
+                print(f"{name:<14}{batch:>6}{np.dtype(dtype).name:>9}{ours[0]:>11.1f}"
+                      f"{ours[1]:>9.1f}{theirs[0]:>11.1f}{theirs[1]:>9.1f}"
+                      f"{theirs[0] / ours[0]:>8.1f}x  {note}")
+    print("\npredict on one observation (the acting cost), us per call")
+    print(header.replace("batch", "  obs"))
+    print("-" * len(header))
+    for sizes in SIZES:
+        name = "-".join(map(str, sizes))
+        for dtype in DTYPES:
+            obs = np.random.default_rng(1).standard_normal(sizes[0]).astype(dtype)
+            net = MLP(sizes, activation=args.activation, dtype=dtype, seed=0)
+            ref = ReferenceMLP(net, args.activation)
+            ours, theirs = measure([lambda: net.predict(obs), lambda: ref.predict(obs)],
+                                   args.quick)
+            target = PREDICT_TARGET_US if sizes == SIZES[0] else None
+            note = _target_note(ours[0], target, misses,
+                                f"predict {name} {np.dtype(dtype).name}")
+            print(f"{name:<14}{1:>6}{np.dtype(dtype).name:>9}{ours[0]:>11.1f}{ours[1]:>9.1f}"
+                  f"{theirs[0]:>11.1f}{theirs[1]:>9.1f}{theirs[0] / ours[0]:>8.1f}x  {note}")
+    print()
+    print("all targets met" if not misses else "targets missed: " + "; ".join(misses))
+
+
+def _target_note(best, target, misses, label):
+    if target is None:
+        return ""
+    if best <= target:
+        return f"< {target:g} ok"
+    misses.append(f"{label} {best:.1f} us > {target:g} us")
+    return f"< {target:g} MISSED"
+
+
+if __name__ == "__main__":
+    main(ARGS)
