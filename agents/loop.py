@@ -303,22 +303,28 @@ def train(
                 if inspector is not None and step >= next_net_log:
                     next_net_log += run_cfg.network_log_every
                     inspector.log(logger, step)
+                record = None
                 if eval_env is not None and step >= next_eval:
                     next_eval += run_cfg.eval_every
                     record = _evaluate_and_log(agent, eval_env, env, eval_seed, step, elapsed(), logger)
                     result.evals.append(record)
-                    if run_cfg.stop_at_eval_return is not None and record.mean >= run_cfg.stop_at_eval_return:
-                        result.status = "target_reached"
-                        break
                 if step >= next_ckpt:
                     next_ckpt += run_cfg.checkpoint_every
                     check_finite(last_metrics)
                     save_checkpoint()
                 if callback is not None:
-                    callback({"step": step, "agent": agent, "metrics": metrics, "env": env, "obs": obs})
+                    callback({"step": step, "agent": agent, "metrics": metrics, "env": env, "obs": obs,
+                              "eval": record})
                 logger.tick()
+                if record is not None and run_cfg.stop_at_eval_return is not None \
+                        and record.mean >= run_cfg.stop_at_eval_return:
+                    result.status = "target_reached"
+                    break
         if eval_env is not None and (not result.evals or result.evals[-1].step != step):
-            result.evals.append(_evaluate_and_log(agent, eval_env, env, eval_seed, step, elapsed(), logger))
+            record = _evaluate_and_log(agent, eval_env, env, eval_seed, step, elapsed(), logger)
+            result.evals.append(record)
+            if callback is not None:
+                callback({"step": step, "agent": agent, "metrics": {}, "env": env, "obs": obs, "eval": record})
         check_finite(last_metrics)
         save_checkpoint()
     except (Interrupted, KeyboardInterrupt):

@@ -1,0 +1,431 @@
+"""``rlnn sweep``: the search-space parser, a tiny sweep end to end on both backends, resume after Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, accumulator, read_scalars
+
+from experiments import sweep
+from experiments.cli import main
+from experiments.config import ConfigError, build
+from experiments.report import area_under_curve
+
+SPACE = """
+algo = "dqn"
+[agent]
+lr = { loguniform = [1e-4, 3e-3] }
+batch_size = { choice = [16, 32] }
+hidden_sizes = { choice = [[32], [64, 64]] }
+gamma = { uniform = [0.9, 0.99] }
+target_update_interval = { int = [50, 200] }
+learning_starts = 100
+[run]
+eval_every = 100
+eval_episodes = 2
+checkpoint_every = 100
+log_every = 100
+"""
+
+SWEEP = ["sweep", "--space", "SPACE", "--trials", "2", "--seeds", "1", "--total-steps", "300", "--search-seed", "3"]
+
+
+def _space_file(tmp_path, text=SPACE, name="space.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _argv(space: str, logdir, *extra: str) -> list[str]:
+    return [a if a != "SPACE" else space for a in SWEEP] + ["--logdir", str(logdir), *extra]
+
+
+def _only_dir(parent) -> str:
+    (d,) = os.listdir(parent)
+    return os.path.join(parent, d)
+
+
+def _csv(path: str) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------------------------------
+# The search-space parser
+
+
+def test_every_distribution_parses_and_samples_in_range_with_the_right_type():
+    doc = {"algo": "dqn",
+           "agent": {"lr": {"loguniform": [1e-4, 1e-2]}, "gamma": {"uniform": [0.9, 0.99]},
+                     "batch_size": {"choice": [32, 64, 128]}, "hidden_sizes": {"choice": [[64, 64], [128]]},
+                     "target_update_interval": {"int": [50, 60]}, "buffer_size": {"logint": [1000, 100000]},
+                     "double_dqn": {"choice": [True, False]}, "loss": {"choice": ["huber", "l2"]},
+                     "tau": 0.5},
+           "run": {"num_envs": {"choice": [1, 2]}, "eval_every": 700}}
+    space = sweep.parse_space(doc, "dqn", "s.toml")
+    kinds = {p.key: p.kind for p in space.params}
+    assert kinds == {"agent.lr": "loguniform", "agent.gamma": "uniform", "agent.batch_size": "choice",
+                     "agent.hidden_sizes": "choice", "agent.target_update_interval": "int",
+                     "agent.buffer_size": "logint", "agent.double_dqn": "choice", "agent.loss": "choice",
+                     "run.num_envs": "choice"}
+    assert space.fixed == {"agent.tau": 0.5, "run.eval_every": 700}
+    rng = np.random.default_rng(0)
+    draws = [space.sample(rng) for _ in range(400)]
+    lrs = np.array([d["agent.lr"] for d in draws])
+    assert all(type(d["agent.lr"]) is float and type(d["agent.gamma"]) is float for d in draws)
+    assert 1e-4 <= lrs.min() and lrs.max() <= 1e-2
+    # log-uniform: about half the draws below the geometric midpoint 1e-3, not ~9% as uniform would give
+    assert 0.4 < np.mean(lrs < 1e-3) < 0.6
+    gammas = np.array([d["agent.gamma"] for d in draws])
+    assert 0.9 <= gammas.min() and gammas.max() <= 0.99 and 0.4 < np.mean(gammas < 0.945) < 0.6
+    ints = [d["agent.target_update_interval"] for d in draws]
+    assert all(type(x) is int for x in ints) and set(ints) == set(range(50, 61))  # both ends inclusive
+    bufs = np.array([d["agent.buffer_size"] for d in draws])
+    assert all(type(d["agent.buffer_size"]) is int for d in draws) and 1000 <= bufs.min() and bufs.max() <= 100000
+    assert 0.4 < np.mean(bufs < 10000) < 0.6
+    assert {d["agent.batch_size"] for d in draws} == {32, 64, 128}
+    assert {json.dumps(d["agent.hidden_sizes"]) for d in draws} == {"[64, 64]", "[128]"}
+    assert {d["agent.double_dqn"] for d in draws} == {True, False}
+    assert {d["run.num_envs"] for d in draws} == {1, 2}
+    # the same search seed gives the same trials
+    assert sweep.parse_space(doc, "dqn").sample(np.random.default_rng(5)) == space.sample(np.random.default_rng(5))
+    # every sampled config goes through --set and builds
+    spec = {"algo": "dqn", "env": "CartPole-v1", "total_steps": 1000, "base_sets": sweep.set_items(space.fixed)}
+    for d in draws[:20]:
+        run_cfg, agent_cfg = sweep.trial_config(spec, d, seed=4)
+        assert agent_cfg.lr == d["agent.lr"] and agent_cfg.hidden_sizes == d["agent.hidden_sizes"]
+        assert agent_cfg.loss == d["agent.loss"] and run_cfg.num_envs == d["run.num_envs"]
+        assert agent_cfg.tau == 0.5 and run_cfg.eval_every == 700 and run_cfg.seed == 4 and run_cfg.total_steps == 1000
+
+
+@pytest.mark.parametrize("agent, fragment", [
+    ({"lrr": {"uniform": [0.1, 0.2]}}, "unknown key agent.lrr: allowed keys are"),
+    ({"lr": {"normal": [0.1, 0.2]}}, "unknown distribution 'normal'"),
+    ({"lr": {"uniform": [0.1, 0.2], "choice": [1]}}, "a distribution is one key"),
+    ({"lr": {"uniform": [0.2, 0.1]}}, "low must be less than high"),
+    ({"lr": {"uniform": [0.2, 0.2]}}, "low must be less than high"),
+    ({"lr": {"uniform": [0.1]}}, "needs [low, high]"),
+    ({"lr": {"uniform": ["a", "b"]}}, "needs [low, high]"),
+    ({"lr": {"loguniform": [0.0, 0.1]}}, "low must be > 0"),
+    ({"buffer_size": {"logint": [0, 100]}}, "low must be > 0"),
+    ({"lr": {"choice": []}}, "non-empty list"),
+    ({"lr": {"choice": 0.1}}, "non-empty list"),
+    ({"lr": {"choice": [0.1, "fast"]}}, "agent.lr: 'fast' is not a float"),
+    ({"batch_size": {"choice": [32, 32]}}, "a value twice"),
+    ({"batch_size": {"uniform": [16.0, 64.0]}}, "takes int: use int, logint or choice"),
+    ({"batch_size": {"int": [16.5, 64]}}, "bounds must be integers"),
+    ({"loss": {"int": [1, 3]}}, "is not a string"),
+    ({"hidden_sizes": {"choice": [64, 128]}}, "is not a list"),
+], ids=lambda x: x if isinstance(x, str) else None)
+def test_bad_space_is_a_one_line_error_naming_the_key(agent, fragment):
+    with pytest.raises(ConfigError) as e:
+        sweep.parse_space({"agent": agent}, "dqn", "s.toml")
+    msg = str(e.value)
+    assert fragment in msg and "\n" not in msg and msg.startswith("s.toml: ")
+
+
+@pytest.mark.parametrize("doc, fragment", [
+    ({"run": {"seed": {"int": [0, 9]}}}, "run.seed cannot be in a search space: --seeds sets it"),
+    ({"run": {"env_id": {"choice": ["CartPole-v1"]}}}, "run.env_id cannot be"),
+    ({"model": {"lr": {"uniform": [0.1, 0.2]}}}, "unknown top-level key 'model'"),
+    ({"algo": "pg", "agent": {"lr": {"uniform": [0.1, 0.2]}}}, "algo = 'pg' but the sweep's algorithm is 'dqn'"),
+    ({"agent": {"lr": 0.1}}, "no distribution to search"),
+    ({"agent": []}, "agent must be a table"),
+])
+def test_bad_space_structure(doc, fragment):
+    with pytest.raises(ConfigError, match=None) as e:
+        sweep.parse_space(doc, "dqn", "s.toml")
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_rejects_bad_spaces_before_anything_starts(tmp_path, capsys):
+    logdir = tmp_path / "runs"
+    cases = [
+        (SPACE.replace("lr = {", "lrr = {"), [], "unknown key agent.lrr"),
+        (SPACE.replace("[1e-4, 3e-3]", "[3e-3, 1e-4]"), [], "low must be less than high"),
+        # each range end is built as a config and validated: gamma 1.5 is out of DQNConfig's [0, 1]
+        (SPACE.replace("[0.9, 0.99]", "[0.9, 1.5]"), [], "agent.gamma = 1.5 is not a valid config"),
+        ("algo = \"dqn\"\n[agent]\nlr = { loguniform = [1e-4, 1e-3] }\n", ["--set", "agent.lr=1e-3"],
+         "agent.lr is searched by the space file"),
+        (SPACE, ["--backend", "local", "--early-stop", "asha"], "--early-stop asha needs --backend ray"),
+        (SPACE, ["--search", "optuna"], "--search optuna needs --backend ray"),
+        (SPACE, ["--seeds", "x"], "--seeds 'x'"),
+        (SPACE, ["--trials", "0"], "--trials 0: must be at least 1"),
+        (SPACE, ["--env", "CartPol-v1"], "CartPol-v1"),
+        ("algo = \"dqn\"\n[agent\n", [], "not valid TOML"),
+    ]
+    for text, extra, fragment in cases:
+        space = _space_file(tmp_path, text)
+        code = main(_argv(space, logdir, *extra))
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (fragment, err)
+        assert err.startswith("rlnn: error: ") and "\n" not in err and fragment in err, err
+        assert not logdir.exists() or not os.listdir(logdir), fragment  # nothing started
+    assert main(["sweep", "--resume", str(tmp_path)]) == 2
+    assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_toml_values_round_trip_through_set():
+    from experiments.config import parse_value
+
+    for v in (1e-5, 0.00223, 3, True, False, "huber", [64, 64], [], {"max_episode_steps": 50}, 1.0):
+        assert parse_value(sweep.toml_value(v)) == v
+
+
+# --------------------------------------------------------------------------------------------------
+# A tiny sweep end to end, local backend
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep_local")
+    space = _space_file(tmp)
+    code = main(_argv(space, tmp / "runs", "--max-concurrent", "2"))
+    assert code == 0
+    return _only_dir(tmp / "runs"), space
+
+
+def test_local_sweep_layout_and_runs(local_sweep):
+    sweep_dir, _ = local_sweep
+    assert os.path.basename(sweep_dir).startswith("sweep__CartPole-v1__dqn__")
+    spec = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+    for k in (0, 1):
+        tdir = os.path.join(sweep_dir, f"trial_{k:03d}")
+        params = json.load(open(os.path.join(tdir, "params.json")))["params"]
+        assert set(params) == {"agent.lr", "agent.batch_size", "agent.hidden_sizes", "agent.gamma",
+                               "agent.target_update_interval"}
+        run_dir = sweep.run_dir_for(tdir, spec, 0)
+        assert json.load(open(os.path.join(run_dir, "result.json")))["status"] == "done"
+        cfg = json.load(open(os.path.join(run_dir, "config.json")))
+        for key, value in params.items():  # the sampled values reached the run
+            assert cfg["agent"][key.split(".", 1)[1]] == value
+        assert cfg["agent"]["learning_starts"] == 100 and cfg["run"]["eval_every"] == 100  # the fixed values
+        assert cfg["run"]["total_steps"] == 300 and cfg["run"]["seed"] == 0
+
+
+def test_local_sweep_ranking_equals_the_event_files(local_sweep):
+    sweep_dir, _ = local_sweep
+    spec = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+    rows = _csv(os.path.join(sweep_dir, "sweep.csv"))
+    assert [r["rank"] for r in rows] == ["1", "2"] and {r["trial"] for r in rows} == {"0", "1"}
+    objectives = [float(r["objective_mean"]) for r in rows]
+    assert objectives == sorted(objectives, reverse=True)
+    for row in rows:
+        tdir = os.path.join(sweep_dir, f"trial_{int(row['trial']):03d}")
+        evals = read_scalars(sweep.run_dir_for(tdir, spec, 0))["eval/episodic_return"]
+        steps = np.array([s for s, _ in evals], dtype=float)
+        values = np.array([v for _, v in evals])
+        assert float(row["objective_mean"]) == pytest.approx(area_under_curve(steps, values))
+        assert float(row["objective_ci_low"]) <= float(row["objective_mean"]) <= float(row["objective_ci_high"])
+        assert float(row["final_eval_mean"]) == pytest.approx(values[-1])
+        assert row["seeds"] == "1" and row["status"] == "done"
+        params = json.load(open(os.path.join(tdir, "params.json")))["params"]
+        assert float(row["agent.lr"]) == params["agent.lr"] and row["agent.hidden_sizes"] == json.dumps(
+            params["agent.hidden_sizes"])
+    md = open(os.path.join(sweep_dir, "sweep.md")).read()
+    assert "| rank | trial | status | agent.lr |" in md and "objective [95% CI]" in md
+
+
+def test_best_config_is_a_ready_preset(local_sweep):
+    sweep_dir, _ = local_sweep
+    best = _csv(os.path.join(sweep_dir, "sweep.csv"))[0]
+    tdir = os.path.join(sweep_dir, f"trial_{int(best['trial']):03d}")
+    spec = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+    cfg = json.load(open(os.path.join(sweep.run_dir_for(tdir, spec, 0), "config.json")))
+    run_cfg, agent_cfg, _ = build("dqn", None, os.path.join(sweep_dir, "best_dqn.toml"))
+    import dataclasses
+
+    assert dataclasses.asdict(agent_cfg) == cfg["agent"]
+    run = dataclasses.asdict(run_cfg)
+    assert {k: v for k, v in run.items() if k not in ("seed", "logdir")} == {
+        k: v for k, v in cfg["run"].items() if k not in ("seed", "logdir")}
+
+
+def test_sweep_png_is_a_valid_image(local_sweep):
+    from PIL import Image
+
+    path = os.path.join(local_sweep[0], "sweep.png")
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size[0] > 800 and img.size[1] > 500  # 5 params: 2 rows of 3 panels
+
+
+def test_each_trial_is_an_hparams_session_with_its_metrics(local_sweep):
+    from tensorboard.plugins.hparams import metadata
+
+    sweep_dir, _ = local_sweep
+    # The experiment summary at the root: the searched keys and the sweep metrics are the HPARAMS columns.
+    root = accumulator(sweep_dir)
+    (content,) = [root.SummaryMetadata(t).plugin_data.content for t in root.Tags()["tensors"]
+                  if t == metadata.EXPERIMENT_TAG]
+    experiment = metadata.parse_experiment_plugin_data(content)
+    assert {h.name for h in experiment.hparam_infos} == {"agent.lr", "agent.batch_size", "agent.hidden_sizes",
+                                                         "agent.gamma", "agent.target_update_interval"}
+    assert {m.name.tag for m in experiment.metric_infos} >= {"sweep/objective", "sweep/final_eval",
+                                                             "sweep/steps_to_solve", "sweep/seconds_to_solve"}
+    for k in (0, 1):
+        tdir = os.path.join(sweep_dir, f"trial_{k:03d}")
+        acc = accumulator(tdir)
+        (tag,) = [t for t in acc.Tags()["tensors"] if t == metadata.SESSION_START_INFO_TAG]
+        start = metadata.parse_session_start_info_plugin_data(acc.SummaryMetadata(tag).plugin_data.content)
+        params = json.load(open(os.path.join(tdir, "params.json")))["params"]
+        logged = {name: (v.string_value or v.number_value) for name, v in start.hparams.items()}
+        assert logged == {k2: json.dumps(v) if isinstance(v, list) else v for k2, v in params.items()}
+        scalars = read_scalars(tdir)
+        record = json.load(open(os.path.join(tdir, "trial.json")))
+        assert scalars["sweep/objective"][0][1] == pytest.approx(record["objective"], rel=1e-6)
+        assert scalars["sweep/final_eval"][0][1] == pytest.approx(record["final_eval"], rel=1e-6)
+
+
+def test_diverged_trial_is_failed_and_ranked_last_a_crashed_run_is_retried(tmp_path, monkeypatch, capsys):
+    import experiments.compare as compare
+
+    original = compare._command
+
+    def fake(job, spec):  # trial_001 "diverges" (rlnn train's exit 1 + error line); trial_002 crashes once
+        if "trial_001" in job.run_dir:
+            return [sys.executable, "-c", "import sys; print('rlnn: error: step 7: losses/td_loss is nan'); sys.exit(1)"]
+        if "trial_002" in job.run_dir and not os.path.exists(str(tmp_path / "crashed")):
+            open(str(tmp_path / "crashed"), "w").close()
+            return [sys.executable, "-c", "raise SystemExit(3)"]
+        return original(job, spec)
+
+    monkeypatch.setattr(compare, "_command", fake)
+    space = _space_file(tmp_path)
+    code = main(_argv(space, tmp_path / "runs", "--trials", "3", "--max-concurrent", "2"))
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED  trial_001: seed 0 diverged" in out and "(exit 3;" in out
+    sweep_dir = _only_dir(tmp_path / "runs")
+    failed = json.load(open(os.path.join(sweep_dir, "trial_001", "trial.json")))
+    assert failed["status"] == "failed" and failed["objective"] is None and failed["seeds"][0]["status"] == "diverged"
+    assert not os.path.exists(os.path.join(sweep_dir, "trial_002", "trial.json"))
+    code = main(["sweep", "--resume", sweep_dir])
+    out = capsys.readouterr().out
+    assert code == 0 and "1 trial(s), 1 run(s) to do" in out  # the crashed run only: a diverged one stays failed
+    rows = _csv(os.path.join(sweep_dir, "sweep.csv"))
+    assert [r["status"] for r in rows] == ["done", "done", "failed"] and rows[-1]["trial"] == "1"
+    assert rows[-1]["objective_mean"] == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# The same sweep on Ray
+
+
+def test_ray_backend_runs_the_same_trials_with_the_same_results(local_sweep, tmp_path):
+    import ray
+
+    local_dir, space = local_sweep
+    assert not ray.is_initialized()
+    code = main(_argv(space, tmp_path / "runs", "--backend", "ray", "--max-concurrent", "2"))
+    assert code == 0
+    assert not ray.is_initialized()  # we started it, we shut it down
+    ray_dir = _only_dir(tmp_path / "runs")
+    local_rows = {r["trial"]: r for r in _csv(os.path.join(local_dir, "sweep.csv"))}
+    ray_rows = {r["trial"]: r for r in _csv(os.path.join(ray_dir, "sweep.csv"))}
+    assert set(ray_rows) == set(local_rows) == {"0", "1"}
+    for k, row in ray_rows.items():
+        for col in ("agent.lr", "agent.batch_size", "agent.hidden_sizes", "agent.gamma", "status", "rank"):
+            assert row[col] == local_rows[k][col]
+        # the same seeded runs, trained in a Ray worker instead of an `rlnn train` process
+        assert float(row["objective_mean"]) == pytest.approx(float(local_rows[k]["objective_mean"]), rel=1e-9)
+    assert os.path.exists(os.path.join(ray_dir, "best_dqn.toml")) and os.path.exists(os.path.join(ray_dir, "sweep.png"))
+    # Tune's own results live under the sweep directory: one report per evaluation, then the final one.
+    results = [p for p in _walk(os.path.join(ray_dir, "ray")) if p.endswith("result.json")]
+    assert len(results) == 2
+    for path in results:
+        reports = [json.loads(line) for line in open(path)]
+        assert [r["env_steps"] for r in reports] == [100, 200, 300, 300]
+        assert [r.get("sweep_final") for r in reports] == [None, None, None, 1]
+    # no TensorBoardX files from Tune: the HPARAMS tab holds our sessions only
+    assert not [p for p in _walk(os.path.join(ray_dir, "ray")) if "tfevents" in p]
+
+
+def _walk(top: str) -> list[str]:
+    return [os.path.join(d, f) for d, _, files in os.walk(top) for f in files]
+
+
+def test_ray_optuna_search_with_asha_early_stopping(tmp_path):
+    space = _space_file(tmp_path, SPACE.replace("eval_every = 100", "eval_every = 50"))
+    argv = ["sweep", "--space", space, "--trials", "5", "--seeds", "1", "--total-steps", "400", "--logdir",
+            str(tmp_path / "runs"), "--backend", "ray", "--max-concurrent", "1", "--search", "optuna",
+            "--early-stop", "asha"]
+    assert main(argv) == 0
+    sweep_dir = _only_dir(tmp_path / "runs")
+    records = [json.load(open(os.path.join(sweep_dir, f"trial_{k:03d}", "trial.json"))) for k in range(5)]
+    statuses = [r["status"] for r in records]
+    assert set(statuses) <= {"done", "early_stopped"} and "done" in statuses
+    assert "early_stopped" in statuses  # deterministic: one trial at a time, seeded Optuna and runs
+    for r in records:
+        if r["status"] == "early_stopped":
+            assert r["stopped_at_env_steps"] < 400 and math.isfinite(r["objective"])
+        else:
+            assert r["num_seeds"] == 1 and r["seeds"][0]["status"] == "done"
+    rows = _csv(os.path.join(sweep_dir, "sweep.csv"))
+    assert [r["status"] for r in rows] == sorted(statuses, key=lambda s: s != "done")  # finished trials first
+    best = rows[0]
+    assert best["status"] == "done" and os.path.exists(os.path.join(sweep_dir, "best_dqn.toml"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Ctrl-C and --resume
+
+
+def test_interrupted_sweep_keeps_finished_trials_and_resume_runs_what_is_missing(tmp_path):
+    space = _space_file(tmp_path, SPACE.replace("checkpoint_every = 100", "checkpoint_every = 500")
+                        .replace("eval_every = 100", "eval_every = 600"))
+    logdir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "experiments.cli", "sweep", "--space", space, "--trials", "2", "--seeds", "1",
+           "--total-steps", "2400", "--max-concurrent", "1", "--logdir", str(logdir)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        first = None
+        while time.time() < deadline and proc.poll() is None:
+            found = [os.path.join(logdir, d, "trial_000", "trial.json") for d in os.listdir(logdir)] if logdir.exists() else []
+            if found and os.path.exists(found[0]):
+                first = found[0]
+                break
+            time.sleep(0.05)
+        assert first is not None, proc.communicate()[0]
+        spec = json.load(open(os.path.join(os.path.dirname(os.path.dirname(first)), "sweep.json")))
+        run1 = sweep.run_dir_for(os.path.join(os.path.dirname(os.path.dirname(first)), "trial_001"), spec, 0)
+        while time.time() < deadline and not os.path.exists(os.path.join(run1, "config.json")):
+            time.sleep(0.05)
+        time.sleep(0.5)  # trial_001's run is training now
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the sweep and its `rlnn train` workers
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out
+    assert "rlnn sweep --resume" in out
+    sweep_dir = os.path.dirname(os.path.dirname(first))
+    before = open(first).read()
+    assert not os.path.exists(os.path.join(sweep_dir, "trial_001", "trial.json"))
+    assert os.listdir(os.path.join(run1, "checkpoints"))  # the interrupted run checkpointed on its way out
+
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "sweep", "--resume", sweep_dir], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 trial(s), 1 run(s) to do" in result.stdout
+    assert open(first).read() == before  # the finished trial was not touched
+    assert json.load(open(os.path.join(run1, "result.json")))["status"] == "done"
+    assert len(_csv(os.path.join(sweep_dir, "sweep.csv"))) == 2
+    # the resumed run has its evaluations once each, up to its full budget
+    evals = read_scalars(run1)["eval/episodic_return"]
+    assert [s for s, _ in evals] == [600, 1200, 1800, 2400]
+    # nothing left: a second resume only remakes the report
+    again = subprocess.run([sys.executable, "-m", "experiments.cli", "sweep", "--resume", sweep_dir], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "0 trial(s), 0 run(s) to do" in again.stdout
