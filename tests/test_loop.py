@@ -165,3 +165,23 @@ def test_nan_loss_stops_the_run_keeping_the_last_good_checkpoint(small_run, monk
 def test_stop_at_eval_return(small_run):
     result = train("random", small_run(total_steps=50_000, eval_every=500, stop_at_eval_return=1.0), console=False)
     assert result.status == "target_reached" and result.step < 600
+
+
+def test_observation_normalization_is_saved_and_frozen_for_evaluation(small_run):
+    import envs
+
+    cfg = small_run(normalize_obs=True, total_steps=1_000, num_envs=4)
+    result = train("random", cfg, console=False)
+    _, state = ckpt.load(ckpt.latest_checkpoint(result.run_dir))
+    saved = ckpt.flatten(state["env"])
+    assert saved["norm/count"] > 900 and saved["norm/var"].shape == (4,)
+    assert not np.allclose(saved["norm/var"], 1.0)  # real statistics, not the initial ones
+
+    train_env = envs.make_vec_env("CartPole-v1", 4, seed=0, normalize_obs=True)
+    envs.load_env_state(train_env, saved)
+    eval_env = envs.make_eval_env("CartPole-v1", 3, train_env)
+    norm = envs.obs_normalizer(eval_env)
+    assert np.array_equal(norm.obs_rms.mean, saved["norm/mean"]) and not norm.update_running_mean
+    eval_env.reset(seed=1)
+    eval_env.step(np.zeros(3, dtype=np.int64))
+    assert np.array_equal(norm.obs_rms.mean, saved["norm/mean"])  # evaluating does not move them
