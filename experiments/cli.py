@@ -6,9 +6,15 @@ line ``rlnn: error: ...`` and exit 2, with no traceback. A diverged run exits 1,
 
 from __future__ import annotations
 
+import os
+
+# Tiny matrices: BLAS threads only spin and steal the core another run could use (measured in
+# experiments/bench_nn.py). Set before NumPy loads; a user's own setting wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import argparse
 import json
-import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
