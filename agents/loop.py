@@ -46,7 +46,7 @@ class RunConfig:
     checkpoint_every: int = 25_000
     keep_checkpoints: int = 3
     log_every: int = 1_000
-    network_log_every: int = 0
+    network_log_every: int = 5_000
     logdir: str = "runs"
     env_kwargs: dict = field(default_factory=dict)
 
