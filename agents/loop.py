@@ -7,7 +7,9 @@ complete state (agent, envs, counters, current observation), so stopping at step
 bit-for-bit the run that never stopped.
 
 Step counting: ``step`` counts real env transitions. Under NEXT_STEP autoreset the step after an
-episode ends only resets that sub-env; it is masked out (``valid``) and not counted.
+episode ends only resets that sub-env; it is masked out (``valid``) and not counted. Within one vector
+step the transitions are numbered in env order, and a finished episode is logged at the number of its
+last transition, so every episode has its own point.
 """
 
 from __future__ import annotations
@@ -279,16 +281,21 @@ def train(
                 next_obs, rewards, terminated, truncated, info = env.step(actions)
                 valid = ~prev_done
                 agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
+                prev_step = step
                 step += int(valid.sum())
                 prev_done = terminated | truncated
                 obs = next_obs
                 if "_episode" in info:
+                    # The vector step's transitions are counted in env order, so two episodes ending in
+                    # the same vector step get distinct steps (TensorBoard keeps one point per step).
+                    transition_step = prev_step + np.cumsum(valid)
                     done_idx = np.flatnonzero(info["_episode"])
                     for i in done_idx:
                         r, length = float(info["episode"]["r"][i]), int(info["episode"]["l"][i])
-                        logger.scalar("charts/episodic_return", r, step)
-                        logger.scalar("charts/episodic_length", length, step)
-                        result.episode_returns.append((step, r))
+                        at = int(transition_step[i])
+                        logger.scalar("charts/episodic_return", r, at)
+                        logger.scalar("charts/episodic_length", length, at)
+                        result.episode_returns.append((at, r))
                     episodes += len(done_idx)
 
                 metrics = agent.learn(step)

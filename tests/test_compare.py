@@ -21,7 +21,8 @@ from experiments.cli import main
 from experiments.report import area_under_curve, bootstrap_ci
 
 TINY = ["--set", "run.eval_every=200", "--set", "run.eval_episodes=2", "--set", "run.checkpoint_every=200",
-        "--set", "run.log_every=100", "--set", "run.num_envs=4"]
+        "--set", "run.log_every=100", "--set", "run.num_envs=4", "--set", "dqn.learning_starts=100",
+        "--set", "pg.rollout_steps=16"]
 
 
 @pytest.fixture(scope="module")

@@ -185,3 +185,10 @@ def test_observation_normalization_is_saved_and_frozen_for_evaluation(small_run)
     eval_env.reset(seed=1)
     eval_env.step(np.zeros(3, dtype=np.int64))
     assert np.array_equal(norm.obs_rms.mean, saved["norm/mean"])  # evaluating does not move them
+
+
+def test_episodes_ending_in_the_same_vector_step_get_distinct_steps(small_run):
+    result = train("random", small_run(num_envs=8, total_steps=3_000, eval_episodes=0), console=False)
+    steps = [s for s, _ in read_scalars(result.run_dir)["charts/episodic_return"]]
+    assert len(steps) == result.episodes and len(set(steps)) == len(steps) and steps == sorted(steps)
+    assert steps[-1] <= result.step

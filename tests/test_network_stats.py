@@ -98,3 +98,26 @@ def test_histograms_of_weights_grads_and_outputs_are_written(tmp_path):
     scalars = set(acc.Tags()["scalars"])
     assert {"network/relu/layer1/dead_fraction", "network/tanh/layer1/saturated_fraction",
             "network/relu/layer2/update_ratio", "network/tanh/layer1/grad_norm"} <= scalars
+
+
+@pytest.mark.parametrize("algo,activation", [("pg", "tanh"), ("dqn", "relu")])
+def test_check_gradients_passes_and_flips_when_a_gradient_is_wrong(algo, activation, capsys, monkeypatch):
+    from experiments.cli import main
+    from rlnn import activations
+
+    argv = ["check-gradients", "--algo", algo, "--set", f"agent.activation={activation}", "--batch-size", "16"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "layer1" in out and "layer3" in out and "OK: worst error" in out
+
+    cls = type(activations.get(activation))
+    right = cls.df_from_output
+
+    def off_by_ten_percent(self, y, out=None):
+        result = right(self, y, out=out)
+        result *= 1.1  # in place: backprop reads ``out``
+        return result
+
+    monkeypatch.setattr(cls, "df_from_output", off_by_ten_percent)
+    assert main(argv) == 1
+    assert "FAILED: worst error" in capsys.readouterr().out
