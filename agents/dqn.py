@@ -1,0 +1,294 @@
+"""Deep Q-learning (DQN, optionally Double DQN) with a replay buffer and a target network.
+
+Q-network: an MLP regressor obs -> one Q-value per action. Each gradient step samples a uniform batch
+from the replay buffer (``agents.replay``) and regresses Q(s, a) onto the TD target
+
+    y = r + gamma * (1 - terminated) * Q_target(s', a*)
+    a* = argmax_a' Q_target(s', a')        (DQN)
+    a* = argmax_a' Q_online(s', a')        (Double DQN, van Hasselt et al. 2016; the default)
+
+with loss ``huber`` (default) or ``l2``. The target bootstraps through a *truncated* transition (the
+time limit is not a terminal state; the buffer stores it with terminated=False and the true final
+observation as s') and not through a *terminated* one.
+
+Schedules are in env steps (the agent does not know the run's total_steps):
+
+* epsilon-greedy: epsilon goes linearly from ``start_e`` to ``end_e`` over ``exploration_steps``;
+* learning starts once the buffer holds ``learning_starts`` transitions (and at least a batch);
+* every ``train_freq`` env steps, ``gradient_steps`` gradient steps (with N envs, N steps arrive per
+  loop iteration; the replay ratio gradient_steps / train_freq is kept exactly);
+* every ``target_update_interval`` env steps the target moves to the online net: Polyak
+  ``target <- tau online + (1 - tau) target`` (tau = 1: hard copy);
+* learning rate constant, or linear from ``lr`` to ``lr_end`` over ``lr_anneal_steps``.
+
+The replay buffer is part of ``state_dict()`` (``checkpoint_replay_buffer = true``) so a resumed run
+continues bit for bit; with false, checkpoints are small but a resumed run refills the buffer to
+``learning_starts`` before learning again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agents.base import EnvInfo, rng_state, set_rng_state
+from agents.replay import ReplayBuffer
+from rlnn import MLP, losses, optim, schedules
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class DQNConfig:
+    """Hyperparameters of the DQN agent (the TOML ``[agent]`` table for ``algo = "dqn"``)."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "relu"
+    dtype: str = "float32"                # network precision: float32 (faster) or float64
+    gamma: float = 0.99
+    reward_scale: float = 1.0             # rewards are multiplied by this in the TD target (Q in scaled units)
+    lr: float = 1e-3
+    lr_schedule: str = "constant"         # constant | linear (lr -> lr_end over lr_anneal_steps)
+    lr_end: float = 1e-4
+    lr_anneal_steps: int = 50_000         # env steps
+    adam_eps: float = 1e-8
+    loss: str = "huber"                   # huber | l2
+    huber_delta: float = 1.0
+    buffer_size: int = 50_000
+    batch_size: int = 64
+    learning_starts: int = 1_000          # env steps (buffer rows) before the first gradient step
+    train_freq: int = 1                   # env steps between training rounds
+    gradient_steps: int = 1               # gradient steps per training round
+    target_update_interval: int = 500     # env steps between target updates
+    tau: float = 1.0                      # Polyak factor of a target update; 1.0 = hard copy
+    double_dqn: bool = True
+    start_e: float = 1.0
+    end_e: float = 0.05
+    exploration_steps: int = 10_000       # env steps of the linear epsilon decay
+    max_grad_norm: float = 10.0           # global-norm gradient clipping; 0 = off
+    checkpoint_replay_buffer: bool = True
+
+    def validate(self) -> None:
+        from rlnn import activations
+
+        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
+            raise ValueError(f"agent.hidden_sizes = {self.hidden_sizes}: need one or more positive widths")
+        if self.activation not in activations.NAMES:
+            raise ValueError(f"agent.activation = {self.activation!r}: choose one of {', '.join(activations.NAMES)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"agent.dtype = {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        if self.loss not in ("huber", "l2"):
+            raise ValueError(f"agent.loss = {self.loss!r}: choose one of huber, l2")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"agent.lr_schedule = {self.lr_schedule!r}: choose one of constant, linear")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"agent.gamma = {self.gamma}: must be in [0, 1]")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"agent.tau = {self.tau}: must be in (0, 1]")
+        for name in ("start_e", "end_e"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be in [0, 1]")
+        for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update_interval",
+                     "exploration_steps", "lr_anneal_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be at least 1")
+        if self.learning_starts < 0:
+            raise ValueError(f"agent.learning_starts = {self.learning_starts}: must be 0 or more")
+        for name in ("lr", "adam_eps", "huber_delta", "reward_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be > 0")
+        for name in ("lr_end", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be 0 or more")
+
+
+def td_targets(rewards: np.ndarray, terminated: np.ndarray, q_next_target: np.ndarray, gamma: float,
+               q_next_online: np.ndarray | None = None) -> np.ndarray:
+    """y = r + gamma (1 - terminated) Q_target(s', a*), a* from the online net if given (Double DQN).
+
+    rewards, terminated: (B,) (terminated as 0/1 or bool); q_next_*: (B, K) Q-values of s'.
+    """
+    rows = np.arange(len(rewards))
+    if q_next_online is None:
+        q_next = q_next_target.max(axis=1)
+    else:
+        q_next = q_next_target[rows, q_next_online.argmax(axis=1)]
+    return rewards + gamma * (1.0 - np.asarray(terminated, q_next.dtype)) * q_next
+
+
+class DQNAgent:
+    name = "dqn"
+    requires_discrete = True
+
+    def __init__(self, config: DQNConfig, env: EnvInfo, rng: np.random.Generator):
+        config.validate()
+        self.config, self.env, self.rng = config, env, rng
+        c = config
+        self.dtype = np.dtype(c.dtype)
+        self.q = MLP([env.obs_dim, *c.hidden_sizes, env.num_actions], activation=c.activation, seed=rng,
+                     dtype=self.dtype)
+        self.target = self.q.copy()
+        self.opt = optim.Adam(self.q.flat_params, self.q.flat_grads, lr=c.lr, eps=c.adam_eps)
+        self.buffer = ReplayBuffer(c.buffer_size, env.obs_dim, obs_dtype=self.dtype, batch_size=c.batch_size)
+        self.epsilon_schedule = schedules.linear(c.start_e, c.end_e, c.exploration_steps)
+        if c.lr_schedule == "linear":
+            self.lr_schedule = schedules.linear(c.lr, c.lr_end, c.lr_anneal_steps)
+        else:
+            self.lr_schedule = schedules.constant(c.lr)
+        self.loss_fn = losses.get(c.loss)
+        self.min_fill = max(c.batch_size, min(c.learning_starts, c.buffer_size))
+        self.steps = 0                       # valid transitions observed
+        self.updates = 0                     # gradient steps taken
+        self.next_train = c.train_freq       # env step of the next training round
+        self.next_target = c.target_update_interval
+        self._rows = np.arange(c.batch_size)
+        self._dq = np.zeros((c.batch_size, env.num_actions), self.dtype)
+        self._grad_clip = c.max_grad_norm if c.max_grad_norm > 0 else None
+
+    def epsilon(self, step: int | None = None) -> float:
+        return self.epsilon_schedule(self.steps if step is None else step)
+
+    # ------------------------------------------------------------------ acting
+    def act(self, obs: np.ndarray, greedy: bool = False) -> np.ndarray:
+        if greedy:
+            return self.q.predict(obs).argmax(axis=1)
+        n = len(obs)
+        eps = self.epsilon_schedule(self.steps)
+        explore = self.rng.random(n) < eps
+        random_actions = self.rng.integers(0, self.env.num_actions, size=n)
+        if explore.all():
+            return random_actions
+        actions = self.q.predict(obs).argmax(axis=1)
+        if explore.any():
+            actions[explore] = random_actions[explore]
+        return actions
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
+        self.buffer.add(obs, actions, rewards, next_obs, terminated, valid)
+        self.steps += int(np.count_nonzero(valid))
+
+    # ---------------------------------------------------------------- learning
+    def learn(self, step: int) -> dict[str, float]:
+        c = self.config
+        n_steps = 0
+        while step >= self.next_train:
+            n_steps += c.gradient_steps
+            self.next_train += c.train_freq
+        if self.buffer.size < self.min_fill:
+            n_steps = 0
+        metrics: dict[str, float] = {}
+        if n_steps:
+            self.opt.lr = self.lr_schedule(step)
+            td_loss, q_mean, grad_norm = self._train_round(n_steps)
+            metrics = {"losses/td_loss": td_loss, "losses/q_values": q_mean, "losses/grad_norm": grad_norm,
+                       "charts/epsilon": self.epsilon_schedule(self.steps), "charts/learning_rate": self.opt.lr}
+        while step >= self.next_target:
+            self.next_target += c.target_update_interval
+            if self.updates:
+                if c.tau >= 1.0:
+                    self.target.copy_from(self.q)
+                else:
+                    self.target.soft_update(self.q, c.tau)
+        return metrics
+
+    def _train_round(self, n_steps: int) -> tuple[float, float, float]:
+        """``n_steps`` gradient steps on independent batches; returns the last step's metrics.
+
+        The target network and the buffer do not change during a round, so all batches are drawn
+        at once and Q_target(s', .) is evaluated for all of them in one pass (exactly what one
+        batch at a time would compute, with less Python overhead per step).
+        """
+        c = self.config
+        obs, actions, rewards, next_obs, terminated = self.buffer.sample(c.batch_size, self.rng, n_steps)
+        if c.reward_scale != 1.0:
+            rewards = rewards * c.reward_scale
+        q_next_target = self.target.predict(next_obs.reshape(-1, self.env.obs_dim))
+        q_next_target = q_next_target.reshape(n_steps, c.batch_size, -1)
+        if not c.double_dqn:
+            y_all = td_targets(rewards.reshape(-1), terminated.reshape(-1),
+                               q_next_target.reshape(n_steps * c.batch_size, -1), c.gamma)
+            y_all = y_all.reshape(n_steps, c.batch_size)
+        for k in range(n_steps):
+            if c.double_dqn:
+                y = td_targets(rewards[k], terminated[k], q_next_target[k], c.gamma, self.q.predict(next_obs[k]))
+            else:
+                y = y_all[k]
+            loss, grad_norm = self._gradient_step(obs[k], actions[k], y)
+        return loss, float(self._q_sa.mean()), grad_norm
+
+    def _td_loss_backward(self, obs: np.ndarray, actions: np.ndarray, y: np.ndarray) -> float:
+        """loss(Q(s, a), y) with its gradient w.r.t. the Q-network's parameters left in ``q.grads``.
+
+        Only the taken action's output gets a gradient: dL/dQ(s, .) is zero but in column a.
+        """
+        same_size = len(actions) == len(self._rows)
+        rows = self._rows if same_size else np.arange(len(actions))
+        q = self.q.forward(obs)
+        q_sa = self._q_sa = q[rows, actions]
+        if self.config.loss == "huber":
+            loss, dq_sa = losses.huber(q_sa, y, delta=self.config.huber_delta)
+        else:
+            loss, dq_sa = losses.l2(q_sa, y)
+        dq = self._dq if same_size else np.zeros_like(q)
+        dq.fill(0)
+        dq[rows, actions] = dq_sa
+        self.q.zero_grad()
+        self.q.backward(dq)
+        return loss
+
+    def _gradient_step(self, obs: np.ndarray, actions: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """One Adam step on loss(Q(s, a), y); returns (loss, gradient norm before clipping)."""
+        loss = self._td_loss_backward(obs, actions, y)
+        grad_norm = optim.clip_grad_norm(self.q.flat_grads, self._grad_clip)
+        self.opt.step()
+        self.updates += 1
+        return loss, grad_norm
+
+    # ------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        state = {
+            "q": self.q.state_dict(),
+            "target": self.target.state_dict(),
+            "opt": self.opt.state_dict(),
+            "rng": rng_state(self.rng),
+            "counters": {"steps": self.steps, "updates": self.updates, "next_train": self.next_train,
+                         "next_target": self.next_target},
+        }
+        if self.config.checkpoint_replay_buffer:
+            state["replay"] = self.buffer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q.load_state_dict(state["q"])
+        self.target.load_state_dict(state["target"])
+        self.opt.load_state_dict(state["opt"])
+        set_rng_state(self.rng, state["rng"])
+        counters = state["counters"]
+        self.steps, self.updates = int(counters["steps"]), int(counters["updates"])
+        self.next_train, self.next_target = int(counters["next_train"]), int(counters["next_target"])
+        if "replay" in state:
+            self.buffer.load_state_dict(state["replay"])
+        else:
+            self.buffer.clear()
+
+    def networks(self) -> dict:
+        return {"q": self.q, "target": self.target}
+
+    output_kinds = {"q": "q_values", "target": "q_values"}
+
+    def optimizers(self) -> dict:
+        return {"q": self.opt}
+
+    def gradient_checks(self, batch: dict[str, np.ndarray]) -> dict:
+        """{"td_loss": (q-net, closure)}: the training loss on ``batch`` with its TD targets held fixed.
+
+        ``closure()`` recomputes the loss from ``q.flat_params`` and leaves its gradient in ``q.grads``,
+        through the same code path as a training step (for ``rlnn check-gradients``).
+        """
+        c = self.config
+        obs, next_obs = batch["obs"].astype(self.dtype), batch["next_obs"].astype(self.dtype)
+        q_next_online = self.q.predict(next_obs) if c.double_dqn else None
+        rewards = batch["rewards"] * c.reward_scale
+        y = td_targets(rewards, batch["terminated"], self.target.predict(next_obs), c.gamma, q_next_online)
+        return {"td_loss": (self.q, lambda: self._td_loss_backward(obs, batch["actions"], y.astype(self.dtype)))}

@@ -1,0 +1,124 @@
+"""A preallocated NumPy ring buffer of transitions (obs, action, reward, next_obs, terminated).
+
+Only real transitions are stored: rows with ``valid=False`` (the no-op reset step of NEXT_STEP
+autoreset) are dropped. ``next_obs`` is the true next observation, also the final one of an
+episode, and ``terminated`` says whether it is terminal (a truncated transition is stored with
+terminated=False, so the TD target bootstraps through it).
+
+Sampling is uniform with replacement over the stored rows, from a generator the caller passes (the
+agent's own, so a seed fixes everything). ``sample`` writes into preallocated batch arrays and
+returns them: the arrays are overwritten by the next call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, obs_dim: int, obs_dtype=np.float32, batch_size: int = 0):
+        if capacity < 1:
+            raise ValueError(f"replay buffer capacity must be at least 1, got {capacity}")
+        self.capacity, self.obs_dim = int(capacity), int(obs_dim)
+        self.obs_dtype = np.dtype(obs_dtype)
+        self.obs = np.zeros((capacity, obs_dim), self.obs_dtype)
+        self.next_obs = np.zeros((capacity, obs_dim), self.obs_dtype)
+        self.actions = np.zeros(capacity, np.int64)
+        self.rewards = np.zeros(capacity, self.obs_dtype)
+        self.terminated = np.zeros(capacity, self.obs_dtype)   # 1.0 / 0.0, ready for (1 - terminated)
+        self.pos = 0        # next row to write
+        self.size = 0       # rows filled
+        self.added = 0      # transitions ever added
+        self._batch: dict[tuple[int, ...], tuple[np.ndarray, ...]] = {}
+        if batch_size:
+            self._batch_arrays((batch_size,))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, actions, rewards, next_obs, terminated, valid=None) -> None:
+        """Store rows i with valid[i] (all rows if valid is None); arrays have a leading batch axis."""
+        if valid is not None and not valid.all():
+            keep = np.asarray(valid, bool)
+            obs, actions, rewards = obs[keep], actions[keep], rewards[keep]
+            next_obs, terminated = next_obs[keep], terminated[keep]
+        n = len(actions)
+        if n == 0:
+            return
+        if n > self.capacity:  # only the newest rows fit
+            obs, actions, rewards = obs[-self.capacity:], actions[-self.capacity:], rewards[-self.capacity:]
+            next_obs, terminated = next_obs[-self.capacity:], terminated[-self.capacity:]
+            self.added += n - self.capacity
+            n = self.capacity
+        p = self.pos
+        if p + n <= self.capacity:
+            s = slice(p, p + n)
+            self.obs[s] = obs
+            self.next_obs[s] = next_obs
+            self.actions[s] = actions
+            self.rewards[s] = rewards
+            self.terminated[s] = terminated
+        else:
+            idx = (p + np.arange(n)) % self.capacity
+            self.obs[idx] = obs
+            self.next_obs[idx] = next_obs
+            self.actions[idx] = actions
+            self.rewards[idx] = rewards
+            self.terminated[idx] = terminated
+        self.pos = (p + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+        self.added += n
+
+    def _batch_arrays(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        arrays = self._batch.get(shape)
+        if arrays is None:
+            arrays = (np.empty(shape + (self.obs_dim,), self.obs_dtype), np.empty(shape, np.int64),
+                      np.empty(shape, self.obs_dtype), np.empty(shape + (self.obs_dim,), self.obs_dtype),
+                      np.empty(shape, self.obs_dtype))
+            if len(self._batch) >= 4:
+                self._batch.pop(next(iter(self._batch)))
+            self._batch[shape] = arrays
+        return arrays
+
+    def sample(self, batch_size: int, rng: np.random.Generator, n_batches: int | None = None):
+        """(obs, actions, rewards, next_obs, terminated) of ``batch_size`` uniform random rows.
+
+        With ``n_batches``, that many independent batches at once, each array with a leading
+        (n_batches, batch_size) shape (one random draw and one gather instead of n_batches). The
+        returned arrays are reused by the next call with the same shape.
+        """
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        shape = (batch_size,) if n_batches is None else (n_batches, batch_size)
+        obs, actions, rewards, next_obs, terminated = self._batch_arrays(shape)
+        idx = rng.integers(0, self.size, size=shape)
+        np.take(self.obs, idx, axis=0, out=obs)
+        np.take(self.actions, idx, out=actions)
+        np.take(self.rewards, idx, out=rewards)
+        np.take(self.next_obs, idx, axis=0, out=next_obs)
+        np.take(self.terminated, idx, out=terminated)
+        return obs, actions, rewards, next_obs, terminated
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """The filled rows (not the empty tail) plus the write position."""
+        n = self.size
+        return {"obs": self.obs[:n].copy(), "actions": self.actions[:n].copy(),
+                "rewards": self.rewards[:n].copy(), "next_obs": self.next_obs[:n].copy(),
+                "terminated": self.terminated[:n].copy(), "pos": self.pos, "size": n,
+                "added": self.added, "capacity": self.capacity}
+
+    def load_state_dict(self, state: dict) -> None:
+        capacity, n = int(state["capacity"]), int(state["size"])
+        if capacity != self.capacity:
+            raise ValueError(f"replay buffer capacity {capacity} in the state, {self.capacity} configured")
+        if np.shape(state["obs"]) != (n, self.obs_dim):
+            raise ValueError(f"replay buffer obs has shape {np.shape(state['obs'])}, expected {(n, self.obs_dim)}")
+        for key in FIELDS:
+            getattr(self, key)[:n] = state[key]
+        self.pos, self.size, self.added = int(state["pos"]), n, int(state["added"])
+
+    def clear(self) -> None:
+        self.pos = self.size = self.added = 0

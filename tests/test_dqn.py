@@ -1,0 +1,211 @@
+"""DQN: TD targets (termination vs truncation, Double DQN), schedules, target updates, exact state
+round trip, and a short learning run on CartPole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents import checkpoint as ckpt
+from agents.base import EnvInfo
+from agents.dqn import DQNAgent, DQNConfig, td_targets
+from agents.loop import RunConfig, train
+from experiments import config as cfgmod
+from rlnn import losses
+
+ENV = EnvInfo(obs_dim=4, num_actions=2, num_envs=2)
+
+
+def make_agent(seed=0, env=ENV, **kw):
+    return DQNAgent(DQNConfig(**kw), env, np.random.default_rng(seed))
+
+
+def feed(agent, rng, n_steps, terminate_every=7):
+    """Random transitions into the agent (N envs per call), some terminated, some truncated."""
+    n = agent.env.num_envs
+    for t in range(n_steps):
+        obs = rng.normal(size=(n, 4)).astype(np.float32)
+        nxt = rng.normal(size=(n, 4)).astype(np.float32)
+        term = np.full(n, t % terminate_every == terminate_every - 1)
+        trunc = np.full(n, t % 11 == 10)
+        agent.observe(obs, agent.act(obs), rng.normal(size=n), nxt, term, trunc, np.ones(n, bool))
+
+
+def test_td_target_bootstraps_on_truncation_not_on_termination():
+    q_next = np.array([[1.0, 3.0], [1.0, 3.0], [1.0, 3.0]])
+    rewards = np.array([1.0, 1.0, 1.0])
+    terminated = np.array([True, False, False])     # row 1 truncated, row 2 an ordinary step
+    y = td_targets(rewards, terminated, q_next, 0.9)
+    assert np.allclose(y, [1.0, 1.0 + 0.9 * 3.0, 1.0 + 0.9 * 3.0])
+
+    # The agent stores a truncated transition as not terminal, a terminated one as terminal,
+    # and drops the invalid reset row.
+    agent = make_agent(learning_starts=0)
+    obs = np.zeros((2, 4), np.float32)
+    agent.observe(obs, np.array([0, 1]), np.array([1.0, 1.0]), obs + 1, np.array([True, False]),
+                  np.array([False, True]), np.array([True, True]))
+    agent.observe(obs, np.array([0, 1]), np.array([0.0, 0.0]), obs, np.array([False, False]),
+                  np.array([False, False]), np.array([False, True]))
+    assert agent.buffer.size == 3
+    assert agent.buffer.terminated[:3].tolist() == [1.0, 0.0, 0.0]
+    assert np.array_equal(agent.buffer.next_obs[:2], obs + 1)
+    assert agent.steps == 3
+
+
+def test_double_dqn_target_selects_with_online_net_and_evaluates_with_target():
+    q_target = np.array([[1.0, 5.0], [3.0, 2.0]])
+    q_online = np.array([[2.0, 1.0], [0.0, 4.0]])   # online argmax: 0, 1 (target argmax: 1, 0)
+    r, term = np.zeros(2), np.zeros(2)
+    assert np.allclose(td_targets(r, term, q_target, 1.0), [5.0, 3.0])
+    assert np.allclose(td_targets(r, term, q_target, 1.0, q_online), [1.0, 2.0])
+
+
+@pytest.mark.parametrize("double", [True, False])
+def test_gradient_step_regresses_onto_the_documented_target(double):
+    agent = make_agent(double_dqn=double, batch_size=32, loss="l2", learning_starts=0, gamma=0.9)
+    feed(agent, np.random.default_rng(1), 50)
+    agent.q.flat_params += np.random.default_rng(2).normal(0, 0.3, agent.q.flat_params.shape).astype(np.float32)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = agent.rng.bit_generator.state
+    obs, act, rew, nxt, term = (x[0].copy() for x in agent.buffer.sample(32, rng, 1))
+    rows = np.arange(32)
+    qt, qo = agent.target.predict(nxt), agent.q.predict(nxt)
+    y_double = rew + 0.9 * (1 - term) * qt[rows, qo.argmax(1)]
+    y_vanilla = rew + 0.9 * (1 - term) * qt.max(1)
+    assert not np.allclose(y_double, y_vanilla)       # the case discriminates
+    q_sa = agent.q.predict(obs)[rows, act]
+    expected = losses.l2(q_sa, y_double if double else y_vanilla)[0]
+    other = losses.l2(q_sa, y_vanilla if double else y_double)[0]
+    before = agent.q.flat_params.copy()
+    loss, q_mean, _ = agent._train_round(1)
+    assert loss == pytest.approx(expected, rel=1e-5) and loss != pytest.approx(other, rel=1e-3)
+    assert q_mean == pytest.approx(float(q_sa.mean()), rel=1e-5)
+    assert not np.array_equal(before, agent.q.flat_params)
+
+
+def test_epsilon_schedule_and_exploration():
+    agent = make_agent(start_e=1.0, end_e=0.1, exploration_steps=1000)
+    assert agent.epsilon(0) == 1.0
+    assert agent.epsilon(500) == pytest.approx(0.55)
+    assert agent.epsilon(1000) == pytest.approx(0.1) and agent.epsilon(10**6) == pytest.approx(0.1)
+    # epsilon = 1: uniformly random actions
+    obs = np.zeros((1000, 4), np.float32)
+    acts = agent.act(obs)
+    assert acts.dtype.kind == "i" and 400 < (acts == 1).sum() < 600
+    # greedy: the argmax, and no random number drawn
+    state = agent.rng.bit_generator.state
+    greedy = agent.act(obs[:5], greedy=True)
+    assert agent.rng.bit_generator.state == state
+    assert np.array_equal(greedy, agent.q.predict(obs[:5]).argmax(1))
+    # after the decay: ~ (1 - 0.1) + 0.1 / 2 of the actions are greedy
+    agent.steps = 5000
+    x = np.random.default_rng(0).normal(size=(4000, 4)).astype(np.float32)
+    agreement = (agent.act(x) == agent.act(x, greedy=True)).mean()
+    assert 0.92 < agreement < 0.98
+
+
+def test_replay_ratio_and_target_updates_with_several_envs():
+    agent = make_agent(env=EnvInfo(4, 2, 4), learning_starts=40, batch_size=8, train_freq=8, gradient_steps=3,
+                       target_update_interval=20, tau=1.0)
+    rng = np.random.default_rng(0)
+    step = 0
+    copies = 0
+    for _ in range(25):
+        feed(agent, rng, 1)
+        step += 4
+        target_before = agent.target.flat_params.copy()
+        agent.learn(step)
+        if not np.array_equal(target_before, agent.target.flat_params):
+            copies += 1
+            assert np.array_equal(agent.target.flat_params, agent.q.flat_params)
+    # 100 steps; learning from step 40 (buffer of 40): rounds at 40, 48, ..., 96 -> 8 rounds x 3
+    assert agent.updates == 8 * 3
+    assert copies == 4            # at steps 40 (right after the first round), 60, 80, 100
+    soft = make_agent(learning_starts=0, batch_size=4, target_update_interval=1, tau=0.25)
+    feed(soft, rng, 4)
+    before = soft.target.flat_params.copy()
+    soft.learn(1)                 # one gradient step, then one Polyak update
+    assert np.allclose(soft.target.flat_params, 0.25 * soft.q.flat_params + 0.75 * before, atol=1e-6)
+
+
+def _same_future(a, b, rng_seed, n_steps=30):
+    """Feed both agents identical observations; compare their actions, metrics and parameters."""
+    r1, r2 = np.random.default_rng(rng_seed), np.random.default_rng(rng_seed)
+    for t in range(n_steps):
+        obs1 = r1.normal(size=(2, 4)).astype(np.float32)
+        obs2 = r2.normal(size=(2, 4)).astype(np.float32)
+        a1, a2 = a.act(obs1), b.act(obs2)
+        assert np.array_equal(a1, a2)
+        for agent, obs, act in ((a, obs1, a1), (b, obs2, a2)):
+            agent.observe(obs, act, np.ones(2), obs * 0.9, np.array([t % 9 == 8, False]),
+                          np.array([False, t % 13 == 12]), np.ones(2, bool))
+        assert a.learn(a.steps) == b.learn(b.steps)
+    assert np.array_equal(a.q.flat_params, b.q.flat_params)
+    assert np.array_equal(a.target.flat_params, b.target.flat_params)
+
+
+def test_state_dict_round_trip_through_a_checkpoint_file(tmp_path):
+    kw = dict(learning_starts=20, batch_size=16, target_update_interval=10, exploration_steps=100)
+    a = make_agent(seed=0, **kw)
+    feed(a, np.random.default_rng(0), 40)
+    for s in range(2, 82, 2):
+        a.learn(s)
+    path = str(tmp_path / "a.npz")
+    ckpt.save(path, {"step": 80}, {"agent": a.state_dict()})
+    _, state = ckpt.load(path)
+    b = make_agent(seed=123, **kw)      # different init and generator: everything must be overwritten
+    b.load_state_dict(state["agent"])
+    assert b.steps == a.steps and b.buffer.size == a.buffer.size
+    _same_future(a, b, 7)
+
+
+def test_without_replay_in_checkpoint_learning_waits_for_a_refill():
+    kw = dict(learning_starts=20, batch_size=16, checkpoint_replay_buffer=False)
+    a = make_agent(**kw)
+    feed(a, np.random.default_rng(0), 20)
+    state = a.state_dict()
+    assert "replay" not in state
+    b = make_agent(**kw)
+    b.load_state_dict(state)
+    assert b.buffer.size == 0 and b.learn(b.steps + 2) == {}
+    feed(b, np.random.default_rng(1), 10)          # 20 rows again: learning resumes
+    assert b.learn(b.steps) != {}
+
+
+def test_config_validation_and_preset():
+    with pytest.raises(ValueError, match="agent.loss"):
+        DQNConfig(loss="mse").validate()
+    with pytest.raises(ValueError, match="agent.tau"):
+        DQNConfig(tau=0.0).validate()
+    with pytest.raises(cfgmod.ConfigError, match="agent.batch_size"):
+        cfgmod.update(DQNConfig(), {"batch_size": 0}, "agent")
+    run_cfg, agent_cfg, preset = cfgmod.build("dqn", "CartPole-v1")
+    assert preset == "cartpole_dqn" and isinstance(agent_cfg, DQNConfig)
+    agent_cfg.validate()
+    assert run_cfg.total_steps >= 50_000 and run_cfg.eval_every <= 5_000
+
+
+def test_a_round_of_gradient_steps_equals_one_batch_at_a_time():
+    kw = dict(batch_size=16, learning_starts=0, double_dqn=True, gamma=0.9, lr=1e-2)
+    a = make_agent(**kw)
+    feed(a, np.random.default_rng(0), 30)
+    a.target.flat_params += 0.1            # target != online, so every step's targets matter
+    b = make_agent(seed=5, **kw)
+    b.load_state_dict(a.state_dict())
+    a._train_round(3)
+    obs, act, rew, nxt, term = (x.copy() for x in b.buffer.sample(16, b.rng, 3))
+    for k in range(3):   # the online net's argmax is taken at the current parameters of each step
+        y = td_targets(rew[k], term[k], b.target.predict(nxt[k]), 0.9, b.q.predict(nxt[k]))
+        b._gradient_step(obs[k], act[k], y)
+    assert np.allclose(a.q.flat_params, b.q.flat_params, atol=1e-5)
+    assert a.updates == b.updates == 3
+
+
+def test_learns_cartpole_quickly(tmp_path):
+    # The CartPole preset's agent on a short budget: well above the random agent's ~22 by 5,000 steps.
+    run_cfg, agent_cfg, _ = cfgmod.build("dqn", "CartPole-v1")
+    run = RunConfig(total_steps=5_000, num_envs=run_cfg.num_envs, eval_every=5_000, eval_episodes=5,
+                    checkpoint_every=10**6, log_every=1_000, logdir=str(tmp_path))
+    result = train("dqn", run, agent_cfg, console=False)
+    last = [r for _, r in result.episode_returns[-10:]]
+    assert result.evals[-1].mean > 60 or np.mean(last) > 60, (result.evals, last)
