@@ -34,6 +34,7 @@ eval_every = 100
 eval_episodes = 2
 checkpoint_every = 100
 log_every = 100
+num_envs = 1
 """
 
 SWEEP = ["sweep", "--space", "SPACE", "--trials", "2", "--seeds", "1", "--total-steps", "300", "--search-seed", "3"]
