@@ -19,7 +19,7 @@ class RenderMissing(envs.EnvError):
     pass
 
 
-def load_agent(run_dir: str, num_envs: int = 1):
+def load_agent(run_dir: str, num_envs: int | None = None):
     """(algo, run config, agent, env state) from a run directory's config.json and latest checkpoint."""
     cfg_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(cfg_path):
@@ -32,7 +32,8 @@ def load_agent(run_dir: str, num_envs: int = 1):
     probe = envs.make_vec_env(run_cfg.env_id, 1, seed=0)
     info = EnvInfo.from_env(probe)
     probe.close()
-    agent = agent_cls(agent_cfg, EnvInfo(info.obs_dim, info.num_actions, num_envs), np.random.default_rng(0))
+    # Built as it was trained (buffers are sized by the run's num_envs); acting takes any batch size.
+    agent = agent_cls(agent_cfg, EnvInfo(info.obs_dim, info.num_actions, run_cfg.num_envs), np.random.default_rng(0))
     path = ckpt.latest_checkpoint(run_dir)
     meta, state = ckpt.load(path)
     try:

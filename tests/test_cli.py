@@ -122,3 +122,12 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_exits_130(tmp_path):
     assert meta["step"] > 0 and "agent" in state
     # The events written before the signal are on disk and readable.
     assert read_scalars(str(run_dir))["charts/episodic_return"]
+
+
+@pytest.mark.parametrize("algo", ["pg", "dqn"])
+def test_eval_of_a_learning_agent_with_another_number_of_envs(capsys, small_run, algo):
+    from agents.loop import train
+
+    result = train(algo, small_run(total_steps=300, num_envs=4, eval_episodes=0), console=False)
+    assert main(["eval", result.run_dir, "--episodes", "3"]) == 0
+    assert "greedy return over 3 episodes" in capsys.readouterr().out
