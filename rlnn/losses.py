@@ -81,14 +81,22 @@ def huber(pred, target, delta=1.0, weights=None):
 
     Quadratic near 0, linear in the tails: an outlier's pull on the fit is
     capped at d, whereas l2's grows with the residual.
+
+    With c = clip(r, -d, d) both branches are one expression, c (r - c/2):
+    r^2/2 where c = r, and d(|r| - d/2) where c = +-d.  So the value and the
+    gradient c/N come from the same few ufunc calls, no branch masks.
     """
     _check_delta(delta)
     pred, target, w = _prepare(pred, target, weights)
+    d = pred.dtype.type(delta)
     r = pred - target
-    a = np.abs(r)
-    quadratic = a <= delta
-    elementwise = np.where(quadratic, 0.5 * r * r, delta * (a - 0.5 * delta))
-    return _reduce(elementwise, np.clip(r, -delta, delta), w, r.size)
+    c = np.maximum(r, -d)
+    np.minimum(c, d, out=c)                              # c = clip(r, -d, d)
+    tail = np.multiply(c, pred.dtype.type(0.5))
+    np.subtract(r, tail, out=tail)                       # r - c/2
+    if w is None:
+        return float(np.vdot(c, tail)) / r.size, np.multiply(c, pred.dtype.type(1 / r.size), out=c)
+    return _reduce(c * tail, c, w, r.size)
 
 
 def pseudo_huber(pred, target, delta=1.0, weights=None):

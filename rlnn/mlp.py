@@ -238,33 +238,52 @@ class MLP:
         return z.copy()
 
     # --------------------------------------------------------------- backward
-    def backward(self, dy):
+    def backward(self, dy, rows=None, input_grad=True):
         """Backprop dL/dy (B, n_T) from the last forward(); returns dL/dx (B, n_0).
 
         The parameter gradient is *added* to ``grads`` (call ``zero_grad()``
         first unless you mean to accumulate over several batches).
+
+        rows: backprop only the first ``rows`` rows of the last forward's
+            batch; dy is then (rows, n_T) and the other rows count as if
+            their dL/dy were zero.  One forward() can so serve rows that are
+            in the loss and rows only needed for their outputs (Double DQN
+            evaluates Q(s, .) and Q(s', .) in one pass; only Q(s, a) is in the loss).
+        input_grad: False skips dL/dx (the first layer's dz W_1^T) and returns None.
         """
         ws = self._last
         if ws is None:
             raise RuntimeError("backward() called before forward(): no cached activations")
         dy = np.asarray(dy)
-        expected = (ws.batch, self._sizes[-1])
+        n = ws.batch if rows is None else rows
+        if not (isinstance(n, (int, np.integer)) and 0 < n <= ws.batch):
+            raise ValueError(f"rows must be an int in [1, {ws.batch}] (the last forward's batch), "
+                             f"got {rows!r}")
+        expected = (n, self._sizes[-1])
         if dy.shape != expected:
             raise ValueError(f"backward expects dy of shape {expected} (the last forward's "
-                             f"output shape), got {dy.shape}")
+                             f"output shape{'' if rows is None else ', first rows'}), got {dy.shape}")
         if dy.dtype != self.dtype:
             dy = dy.astype(self.dtype)
+        if n == ws.batch:
+            x, hs, dzs, dhs, ones = ws.x, ws.h, ws.dz, ws.dh, ws.ones
+        else:                       # leading rows of C-ordered buffers: contiguous views
+            x, ones = ws.x[:n], ws.ones[:n]
+            hs, dzs, dhs = [a[:n] for a in ws.h], [a[:n] for a in ws.dz], [a[:n] for a in ws.dh]
         g = dy                                              # dL/dh_t
         for t in range(self.num_layers - 1, -1, -1):
             act = self._acts[t]
-            dz = g if act.is_identity else act.backprop(g, ws.h[t], out=ws.dz[t])
-            h_prev = ws.x if t == 0 else ws.h[t - 1]
+            dz = g if act.is_identity else act.backprop(g, hs[t], out=dzs[t])
+            h_prev = x if t == 0 else hs[t - 1]
             np.dot(h_prev.T, dz, out=self._scratch[2 * t])      # dL/dW_t = h_{t-1}^T dz
-            np.dot(ws.ones, dz, out=self._scratch[2 * t + 1])   # dL/db_t = 1^T dz
-            np.dot(dz, self.params[2 * t].T, out=ws.dh[t])      # dL/dh_{t-1} = dz W_t^T
-            g = ws.dh[t]
+            np.dot(ones, dz, out=self._scratch[2 * t + 1])      # dL/db_t = 1^T dz
+            if t == 0 and not input_grad:
+                g = None
+                break
+            np.dot(dz, self.params[2 * t].T, out=dhs[t])        # dL/dh_{t-1} = dz W_t^T
+            g = dhs[t]
         np.add(self.flat_grads, self._flat_scratch, out=self.flat_grads)
-        return g.copy()
+        return None if g is None else g.copy()
 
     def zero_grad(self):
         self.flat_grads.fill(0)

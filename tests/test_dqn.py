@@ -97,6 +97,16 @@ def test_epsilon_schedule_and_exploration():
     greedy = agent.act(obs[:5], greedy=True)
     assert agent.rng.bit_generator.state == state
     assert np.array_equal(greedy, agent.q.predict(obs[:5]).argmax(1))
+    # one env (its own code path): epsilon = 1 is uniform, epsilon = 0 is the greedy action
+    one = np.array([[0.1, -0.2, 0.3, 0.0]], np.float32)
+    acts = np.concatenate([agent.act(one) for _ in range(1000)])
+    assert acts.shape == (1000,) and acts.dtype.kind == "i" and 400 < (acts == 1).sum() < 600
+    greedy_one = agent.q.predict(one).argmax(1)
+    agent.steps = 10**6
+    agent.epsilon_schedule = type(agent.epsilon_schedule)(0.0, 0.0, 1)
+    assert all(np.array_equal(agent.act(one), greedy_one) for _ in range(20))
+    agent.steps = 0
+    agent.epsilon_schedule = type(agent.epsilon_schedule)(1.0, 0.1, 1000)
     # after the decay: ~ (1 - 0.1) + 0.1 / 2 of the actions are greedy
     agent.steps = 5000
     x = np.random.default_rng(0).normal(size=(4000, 4)).astype(np.float32)
@@ -196,7 +206,8 @@ def test_a_round_of_gradient_steps_equals_one_batch_at_a_time():
     obs, act, rew, nxt, term = (x.copy() for x in b.buffer.sample(16, b.rng, 3))
     for k in range(3):   # the online net's argmax is taken at the current parameters of each step
         y = td_targets(rew[k], term[k], b.target.predict(nxt[k]), 0.9, b.q.predict(nxt[k]))
-        b._gradient_step(obs[k], act[k], y)
+        b._td_loss_backward(obs[k], act[k], y)
+        b._clip_and_step()
     assert np.allclose(a.q.flat_params, b.q.flat_params, atol=1e-5)
     assert a.updates == b.updates == 3
 

@@ -142,6 +142,32 @@ def test_gradient_accumulation_over_split_batch_equals_full_batch():
     np.testing.assert_allclose(net.flat_grads, full, rtol=1e-13)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_backward_of_leading_rows_equals_backward_of_those_rows_alone(activation):
+    # One forward over [loss rows; value-only rows], backward through the loss rows only.
+    net = MLP([3, 6, 5, 2], activation=activation, seed=2)
+    x, _ = _data([3, 6, 5, 2], batch=7)
+    dy = np.random.default_rng(3).standard_normal((4, 2))
+    net.zero_grad()
+    net.forward(x[:4])
+    dx_alone = net.backward(dy)
+    alone = net.flat_grads.copy()
+    net.zero_grad()
+    out = net.forward(x)
+    dx_rows = net.backward(dy, rows=4)
+    np.testing.assert_allclose(net.flat_grads, alone, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(dx_rows, dx_alone, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out[4:], net.predict(x[4:]), rtol=1e-12)
+    net.zero_grad()
+    net.forward(x)
+    assert net.backward(np.pad(dy, ((0, 3), (0, 0))), input_grad=False) is None
+    np.testing.assert_allclose(net.flat_grads, alone, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match=r"rows must be an int in \[1, 7\].*8"):
+        net.backward(dy, rows=8)
+    with pytest.raises(ValueError, match=r"\(4, 2\).*\(3, 2\)"):
+        net.backward(dy[:3], rows=4)
+
+
 def test_predict_equals_forward_for_one_observation_and_batches():
     net = MLP([4, 16, 16, 3], activation="relu", seed=9)
     x, _ = _data([4, 16, 16, 3], batch=7)

@@ -1,0 +1,150 @@
+"""Speed of the classic DQN loop: one env, one gradient step of batch 64 per env step, 64x64 ReLU net.
+
+    python experiments/bench_dqn_loop.py [--steps 20000] [--seeds 0-2] [--set agent.dtype=float64]
+
+Part 1 runs the whole training loop (``agents.loop.train``: env, acting, replay, Double-DQN learning,
+TensorBoard/CSV logging; evaluation, checkpoints and network statistics off) per seed, and prints env
+steps per second over the whole run and over the learning phase alone (after ``learning_starts``,
+where every env step also takes a gradient step). Part 2 times each piece of one step on a warmed-up
+agent, in microseconds per call (best of 5 repeats), so the table shows where a step's time goes;
+"loop and logging" is the learning-phase step time minus the timed pieces.
+
+BLAS threads default to 1 (set before NumPy is imported), as in the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import timeit  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import envs  # noqa: E402
+from agents.base import EnvInfo  # noqa: E402
+from agents.dqn import DQNAgent, td_targets  # noqa: E402
+from agents.loop import train  # noqa: E402
+from experiments import config  # noqa: E402
+from experiments.compare import parse_seeds  # noqa: E402
+from rlnn import losses, optim  # noqa: E402
+
+CLASSIC = ["run.num_envs=1", "agent.hidden_sizes=[64, 64]", "agent.activation=relu", "agent.batch_size=64",
+           "agent.train_freq=1", "agent.gradient_steps=1", "agent.double_dqn=true", "agent.loss=huber",
+           "run.eval_episodes=0", "run.checkpoint_every=100000000", "run.network_log_every=0"]
+
+
+def run_loop(seed: int, steps: int, sets: list[str], logdir: str) -> dict:
+    run_cfg, agent_cfg, _ = config.build("dqn", "CartPole-v1", None, CLASSIC + sets,
+                                         {"seed": seed, "total_steps": steps, "logdir": logdir}, use_preset=False)
+    marks: dict[str, float] = {}
+
+    def mark_learning_start(info: dict) -> None:
+        if "learn" not in marks and info["agent"].updates > 0:
+            marks["learn"], marks["learn_step"] = time.perf_counter(), info["step"]
+
+    t0 = time.perf_counter()
+    result = train("dqn", run_cfg, agent_cfg, console=False, callback=mark_learning_start)
+    t1 = time.perf_counter()
+    learn_sps = (result.step - marks["learn_step"]) / (t1 - marks["learn"]) if "learn" in marks else float("nan")
+    return {"seed": seed, "steps": result.step, "sps": result.step / (t1 - t0), "learn_sps": learn_sps,
+            "episodes": result.episodes, "agent_cfg": agent_cfg}
+
+
+def _us(fn, number: int = 2000) -> float:
+    fn()
+    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+
+def time_pieces(agent_cfg, seed: int = 0) -> list[tuple[str, float]]:
+    """Microseconds per call of each piece of a classic-loop step, on an agent with a filled buffer."""
+    env = envs.make_vec_env("CartPole-v1", 1, seed=seed)
+    agent = DQNAgent(agent_cfg, EnvInfo.from_env(env), np.random.default_rng(seed))
+    obs, _ = env.reset(seed=seed)
+    valid = np.ones(1, bool)
+    for _ in range(5000):
+        actions = agent.act(obs)
+        next_obs, rewards, terminated, truncated, _ = env.step(actions)
+        agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
+        obs = next_obs
+    agent.steps = 10**6                     # epsilon at its end value: mostly greedy actions
+    c, q, target = agent.config, agent.q, agent.target
+    b = c.batch_size
+    state = {"obs": obs}
+
+    def env_step():   # a pole-balancing policy, so episodes are long as in late training
+        state["obs"] = env.step(np.array([int(state["obs"][0, 3] > 0)]))[0]
+
+    o, a, r, no, te = (x[0] for x in agent.buffer.sample(b, agent.rng, 1))
+    pair = np.concatenate((o, no))
+    q_both = q.forward(pair)
+    q_next_target = target.predict(no)
+    y = td_targets(r, te, q_next_target, c.gamma, q_both[b:])
+    q_sa = q_both[np.arange(b), a]
+    _, dq_sa = losses.huber(q_sa, y)
+    dq = np.zeros((b, q_both.shape[1]), q_both.dtype)
+    dq[np.arange(b), a] = dq_sa
+    pieces = [
+        ("env.step (SyncVectorEnv + EpisodeStatistics)", _us(env_step)),
+        ("agent.act (epsilon-greedy, one observation)", _us(lambda: agent.act(obs))),
+        ("agent.observe (replay add)", _us(lambda: agent.observe(obs, a[:1], r[:1], obs, te[:1], te[:1] > 0, valid))),
+        ("replay sample, batch 64", _us(lambda: agent.buffer.sample(b, agent.rng, 1))),
+        ("target net predict Q(s', .), 64 rows", _us(lambda: target.predict(no))),
+        ("online net forward [s; s'], 128 rows", _us(lambda: q.forward(pair))),
+        ("Double-DQN TD targets", _us(lambda: td_targets(r, te, q_next_target, c.gamma, q_both[b:]))),
+        ("huber loss and dL/dQ(s, a)", _us(lambda: losses.huber(q_sa, y))),
+        ("online net backward, 64 rows", _us(lambda: (q.forward(pair), q.backward(dq, rows=b, input_grad=False)))
+         - _us(lambda: q.forward(pair))),
+        ("clip_grad_norm + Adam step", _us(lambda: (optim.clip_grad_norm(q.flat_grads, c.max_grad_norm),
+                                                      agent.opt.step()))),
+        ("agent.learn: one whole training step", _us(lambda: agent._train_round(1))),
+    ]
+    env.close()
+    return pieces
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--seeds", default="0-2")
+    p.add_argument("--set", action="append", default=[], help="extra config, e.g. agent.dtype=float64")
+    args = p.parse_args(argv)
+    logdir = tempfile.mkdtemp(prefix="bench_dqn_loop_")
+    rows = []
+    for seed in parse_seeds(args.seeds):
+        rows.append(run_loop(seed, args.steps, args.set, logdir))
+        print(f"  seed {seed} done", file=sys.stderr, flush=True)
+    cfg = rows[0]["agent_cfg"]
+    print(f"\nclassic DQN loop on CartPole-v1: 1 env, {cfg.hidden_sizes} {cfg.activation} {cfg.dtype}, "
+          f"batch {cfg.batch_size}, {cfg.gradient_steps} gradient step per {cfg.train_freq} env step, "
+          f"{cfg.loss} loss, double_dqn={cfg.double_dqn}, learning_starts={cfg.learning_starts}\n")
+    print("| seed | env steps | episodes | SPS (whole run) | SPS (learning phase) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['seed']} | {r['steps']:,} | {r['episodes']:,} | {r['sps']:,.0f} | {r['learn_sps']:,.0f} |")
+    learn_sps = float(np.median([r["learn_sps"] for r in rows]))
+    print(f"\nmedian SPS while learning: {learn_sps:,.0f} ({1e6 / learn_sps:,.0f} us per env step)\n")
+
+    pieces = time_pieces(cfg)
+    print("| piece of one env step | us per call |")
+    print("|---|---|")
+    for name, us in pieces:
+        print(f"| {name} | {us:,.1f} |")
+    top = {name: us for name, us in pieces}
+    accounted = (top["env.step (SyncVectorEnv + EpisodeStatistics)"] + top["agent.act (epsilon-greedy, one observation)"]
+                 + top["agent.observe (replay add)"] + top["agent.learn: one whole training step"])
+    print(f"| loop and logging (the rest of the {1e6 / learn_sps:,.0f} us) | {1e6 / learn_sps - accounted:,.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
