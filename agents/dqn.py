@@ -249,8 +249,7 @@ class DQNAgent:
         dq = self._dq if same_size else np.zeros_like(q)
         dq.fill(0)
         dq[rows, actions] = dq_sa
-        self.q.zero_grad()
-        self.q.backward(dq, rows=len(q), input_grad=False)
+        self.q.backward(dq, rows=len(q), input_grad=False, accumulate=False)
         return loss
 
     def _clip_and_step(self) -> float:

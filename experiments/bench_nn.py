@@ -122,9 +122,10 @@ class ReferenceMLP:
 # ------------------------------------------------------------------- rlnn
 def make_rlnn_step(net, opt):
     def step(x, y):
-        net.zero_grad()
+        # As a training loop uses it: the gradient overwrites the last one (no zero_grad, no
+        # accumulation add) and dL/dx, which no one needs, is not computed.
         _, dy = losses.l2(net.forward(x), y)
-        net.backward(dy)
+        net.backward(dy, input_grad=False, accumulate=False)
         opt.step()
     return step
 

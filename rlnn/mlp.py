@@ -238,11 +238,13 @@ class MLP:
         return z.copy()
 
     # --------------------------------------------------------------- backward
-    def backward(self, dy, rows=None, input_grad=True):
+    def backward(self, dy, rows=None, input_grad=True, accumulate=True):
         """Backprop dL/dy (B, n_T) from the last forward(); returns dL/dx (B, n_0).
 
         The parameter gradient is *added* to ``grads`` (call ``zero_grad()``
-        first unless you mean to accumulate over several batches).
+        first unless you mean to accumulate over several batches);
+        ``accumulate=False`` overwrites ``grads`` instead (zero_grad() and an
+        add fewer per step).
 
         rows: backprop only the first ``rows`` rows of the last forward's
             batch; dy is then (rows, n_T) and the other rows count as if
@@ -270,19 +272,21 @@ class MLP:
         else:                       # leading rows of C-ordered buffers: contiguous views
             x, ones = ws.x[:n], ws.ones[:n]
             hs, dzs, dhs = [a[:n] for a in ws.h], [a[:n] for a in ws.dz], [a[:n] for a in ws.dh]
+        grads = self._scratch if accumulate else self.grads
         g = dy                                              # dL/dh_t
         for t in range(self.num_layers - 1, -1, -1):
             act = self._acts[t]
             dz = g if act.is_identity else act.backprop(g, hs[t], out=dzs[t])
             h_prev = x if t == 0 else hs[t - 1]
-            np.dot(h_prev.T, dz, out=self._scratch[2 * t])      # dL/dW_t = h_{t-1}^T dz
-            np.dot(ones, dz, out=self._scratch[2 * t + 1])      # dL/db_t = 1^T dz
+            np.dot(h_prev.T, dz, out=grads[2 * t])              # dL/dW_t = h_{t-1}^T dz
+            np.dot(ones, dz, out=grads[2 * t + 1])              # dL/db_t = 1^T dz
             if t == 0 and not input_grad:
                 g = None
                 break
             np.dot(dz, self.params[2 * t].T, out=dhs[t])        # dL/dh_{t-1} = dz W_t^T
             g = dhs[t]
-        np.add(self.flat_grads, self._flat_scratch, out=self.flat_grads)
+        if accumulate:
+            np.add(self.flat_grads, self._flat_scratch, out=self.flat_grads)
         return None if g is None else g.copy()
 
     def zero_grad(self):

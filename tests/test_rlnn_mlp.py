@@ -128,6 +128,19 @@ def test_backward_accumulates_until_zero_grad():
     assert not net.flat_grads.any()
 
 
+def test_backward_without_accumulate_overwrites_the_gradient():
+    net = MLP([3, 4, 2], seed=0)
+    x, t = _data([3, 4, 2])
+    _, dy = losses.l2(net.forward(x), t)
+    net.zero_grad()
+    net.backward(dy)
+    fresh = net.flat_grads.copy()
+    net.flat_grads[:] = 7.0                      # stale values must not leak into the result
+    net.forward(x)
+    net.backward(dy, accumulate=False)
+    np.testing.assert_array_equal(net.flat_grads, fresh)
+
+
 def test_gradient_accumulation_over_split_batch_equals_full_batch():
     net = MLP([3, 5, 2], seed=4)
     x, t = _data([3, 5, 2], batch=6)
