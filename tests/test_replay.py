@@ -91,3 +91,17 @@ def test_state_dict_round_trip_continues_identically():
 def test_empty_buffer_cannot_be_sampled():
     with pytest.raises(ValueError, match="empty"):
         ReplayBuffer(4, 2).sample(2, np.random.default_rng(0))
+
+
+def test_the_largest_uniform_draw_maps_to_the_last_filled_row():
+    class LargestDraw:               # a generator whose every uniform number is the largest below 1
+        def random(self, out):
+            out.fill(np.nextafter(1.0, 0.0))
+            return out
+
+    for size in (1, 3, 64, 1000, 4096):
+        buf = ReplayBuffer(5000, 2)
+        rows = np.arange(size, dtype=np.float32)
+        buf.add(np.stack([rows, rows], 1), np.arange(size), rows, np.stack([rows, rows], 1), np.zeros(size))
+        obs, actions, *_ = buf.sample(8, LargestDraw())
+        assert (actions == size - 1).all() and (obs[:, 0] == size - 1).all()
