@@ -46,7 +46,7 @@ except ImportError:                      # run as a script from a source checkou
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import rlnn  # noqa: E402,F401  (only checks importability)
 
-from rlnn import MLP, losses, optim  # noqa: E402
+from rlnn import MLP, activations, losses, optim  # noqa: E402
 
 SIZES = ([4, 64, 64, 2], [4, 256, 256, 2])
 BATCHES = (1, 64, 256)
@@ -224,6 +224,50 @@ def main(args):
                   f"{theirs[0]:>11.1f}{theirs[1]:>9.1f}{theirs[0] / ours[0]:>8.1f}x  {note}")
     print()
     print("all targets met" if not misses else "targets missed: " + "; ".join(misses))
+    floor_table(args)
+
+
+def floor_table(args):
+    """What the train-step targets leave no way around: the step's matmuls, activations and Adam.
+
+    Each primitive is timed alone (the best case: hot caches, no Python around it) on the target's
+    shapes: per layer the forward h W, the backward h^T dz and (but for the first layer) dz W^T; the
+    hidden activation on each hidden layer's (B, n); one Adam step over all parameters. Their sum is
+    a lower bound for any NumPy train step on this machine, whatever the code around them.
+    """
+    print("\nlower bound of a train step from its unavoidable primitives, us (best of repeats)")
+    header = (f"{'net':<14}{'batch':>6}{'dtype':>9}{'matmuls':>9}{'activ.':>8}{'Adam':>7}"
+              f"{'floor':>8}{'rlnn':>8}  target")
+    print(header)
+    print("-" * len(header))
+    for (sizes, batch, dtype_name), target in TARGETS_US.items():
+        dtype = np.dtype(dtype_name)
+        rng = np.random.default_rng(0)
+        net = MLP(list(sizes), activation=args.activation, dtype=dtype, seed=0)
+        opt = optim.Adam(net.flat_params, net.flat_grads)
+        act = activations.get(args.activation)
+        matmuls, activations = [], []
+        for t, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            h = rng.standard_normal((batch, n_in)).astype(dtype)
+            dz = rng.standard_normal((batch, n_out)).astype(dtype)
+            W, z, dW, dh = net.weights[t], np.empty_like(dz), np.empty((n_in, n_out), dtype), np.empty_like(h)
+            matmuls += [lambda h=h, W=W, z=z: np.dot(h, W, out=z),
+                        lambda h=h, dz=dz, dW=dW: np.dot(h.T, dz, out=dW)]
+            if t > 0:
+                matmuls.append(lambda dz=dz, W=W, dh=dh: np.dot(dz, W.T, out=dh))
+            if t < len(sizes) - 2:
+                zin = rng.standard_normal((batch, n_out)).astype(dtype)
+                activations.append(lambda zin=zin, out=np.empty_like(zin): act.f(zin, out=out))
+        x = rng.standard_normal((batch, sizes[0])).astype(dtype)
+        y = rng.standard_normal((batch, sizes[-1])).astype(dtype)
+        step = make_rlnn_step(net, optim.Adam(net.flat_params, net.flat_grads))
+        results = measure(matmuls + activations + [opt.step, lambda: step(x, y)], args.quick)
+        best = [b for b, _ in results]
+        mm, ac, adam, ours = sum(best[:len(matmuls)]), sum(best[len(matmuls):-2]), best[-2], best[-1]
+        floor = mm + ac + adam
+        verdict = "below the floor: not reachable here" if floor > target else ""
+        print(f"{'-'.join(map(str, sizes)):<14}{batch:>6}{dtype_name:>9}{mm:>9.1f}{ac:>8.1f}{adam:>7.1f}"
+              f"{floor:>8.1f}{ours:>8.1f}  < {target:g} {verdict}")
 
 
 def _target_note(best, target, misses, label):

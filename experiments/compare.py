@@ -61,7 +61,7 @@ def parse_workers(text: str) -> int:
         raise ConfigError(f"--workers {text!r}: expected a positive number or auto") from None
 
 
-def _status(run_dir: str) -> dict | None:
+def run_status(run_dir: str) -> dict | None:
     path = os.path.join(run_dir, "result.json")
     if not os.path.exists(path):
         return None
@@ -81,7 +81,7 @@ def _command(job: Job, spec: dict) -> list[str]:
     return cmd
 
 
-def _run_job(job: Job, spec: dict, log_dir: str) -> tuple[Job, int, float]:
+def run_job(job: Job, spec: dict, log_dir: str) -> tuple[Job, int, float]:
     name = os.path.basename(job.run_dir)
     t0 = time.perf_counter()
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
@@ -96,7 +96,7 @@ def plan(parent: str, spec: dict) -> list[Job]:
     for algo in spec["algos"]:
         for seed in spec["seeds"]:
             run_dir = os.path.join(parent, f"{spec['env'].replace('/', '-')}__{algo}__{seed}__{spec['time']}")
-            status = _status(run_dir)
+            status = run_status(run_dir)
             if status is not None and status["status"] in ("done", "target_reached"):
                 continue
             has_ckpt = os.path.isdir(os.path.join(run_dir, "checkpoints")) and os.listdir(os.path.join(run_dir, "checkpoints"))
@@ -113,7 +113,7 @@ def run_compare(parent: str, spec: dict, workers: int, stream=None) -> int:
           f"watch: tensorboard --logdir {parent}", file=stream, flush=True)
     failed, interrupted = [], []
     pool = ThreadPoolExecutor(max_workers=workers)
-    futures = [pool.submit(_run_job, job, spec, log_dir) for job in jobs]
+    futures = [pool.submit(run_job, job, spec, log_dir) for job in jobs]
     try:
         for fut in as_completed(futures):
             job, code, secs = fut.result()

@@ -87,7 +87,7 @@ import numpy as np
 
 from agents import ALGOS, UnknownAlgo, get_algo
 from agents.loop import RunConfig
-from experiments.compare import Job, _run_job, _status, parse_seeds
+from experiments.compare import Job, parse_seeds, run_job, run_status
 from experiments.config import ConfigError, build, coerce, read_toml
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "logint")
@@ -403,7 +403,7 @@ def seed_jobs(tdir: str, spec: dict) -> list[Job]:
     jobs = []
     for seed in spec["seeds"]:
         run_dir = run_dir_for(tdir, spec, seed)
-        status = _status(run_dir)
+        status = run_status(run_dir)
         if status is not None and status["status"] in ("done", "target_reached"):
             continue
         ckpts = os.path.join(run_dir, "checkpoints")
@@ -416,7 +416,7 @@ def seed_summary(run_dir: str, seed: int, threshold: float, status: str | None =
     from experiments.report import summarize_run
 
     if status is None:
-        st = _status(run_dir)
+        st = run_status(run_dir)
         status = "done" if st is not None and st["status"] in ("done", "target_reached") else "missing"
     out = {"seed": seed, "run": os.path.basename(run_dir), "status": status}
     if not os.path.exists(os.path.join(run_dir, "config.json")):
@@ -558,7 +558,7 @@ def run_local(sweep_dir: str, spec: dict, space: Space, workers: int, stream) ->
         log_dir = os.path.join(tdir, "logs")
         os.makedirs(log_dir, exist_ok=True)
         for job in plans[k]:
-            futures[pool.submit(_run_job, job, run_spec, log_dir)] = (k, log_dir)
+            futures[pool.submit(run_job, job, run_spec, log_dir)] = (k, log_dir)
     try:
         for fut in as_completed(futures):
             k, log_dir = futures[fut]

@@ -192,7 +192,8 @@ def test_config_validation_and_preset():
     run_cfg, agent_cfg, preset = cfgmod.build("dqn", "CartPole-v1")
     assert preset == "cartpole_dqn" and isinstance(agent_cfg, DQNConfig)
     agent_cfg.validate()
-    assert run_cfg.total_steps >= 50_000 and run_cfg.eval_every <= 5_000
+    # The bar: solved within 50k env steps, and evaluated often enough to see when.
+    assert 20_000 <= run_cfg.total_steps <= 50_000 and run_cfg.eval_every <= 5_000
 
 
 def test_a_round_of_gradient_steps_equals_one_batch_at_a_time():
