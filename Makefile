@@ -26,6 +26,7 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	OPENBLAS_NUM_THREADS=1 $(PY) experiments/bench_nn.py
+	$(PY) experiments/bench_dqn_loop.py --seeds 3
 	$(PY) experiments/bench_agents.py --algo dqn --seeds 0-9
 	$(PY) experiments/bench_agents.py --algo pg --seeds 0-9
 

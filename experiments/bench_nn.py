@@ -246,7 +246,7 @@ def floor_table(args):
         net = MLP(list(sizes), activation=args.activation, dtype=dtype, seed=0)
         opt = optim.Adam(net.flat_params, net.flat_grads)
         act = activations.get(args.activation)
-        matmuls, activations = [], []
+        matmuls, activation_calls = [], []
         for t, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             h = rng.standard_normal((batch, n_in)).astype(dtype)
             dz = rng.standard_normal((batch, n_out)).astype(dtype)
@@ -257,11 +257,11 @@ def floor_table(args):
                 matmuls.append(lambda dz=dz, W=W, dh=dh: np.dot(dz, W.T, out=dh))
             if t < len(sizes) - 2:
                 zin = rng.standard_normal((batch, n_out)).astype(dtype)
-                activations.append(lambda zin=zin, out=np.empty_like(zin): act.f(zin, out=out))
+                activation_calls.append(lambda zin=zin, out=np.empty_like(zin): act.f(zin, out=out))
         x = rng.standard_normal((batch, sizes[0])).astype(dtype)
         y = rng.standard_normal((batch, sizes[-1])).astype(dtype)
         step = make_rlnn_step(net, optim.Adam(net.flat_params, net.flat_grads))
-        results = measure(matmuls + activations + [opt.step, lambda: step(x, y)], args.quick)
+        results = measure(matmuls + activation_calls + [opt.step, lambda: step(x, y)], args.quick)
         best = [b for b, _ in results]
         mm, ac, adam, ours = sum(best[:len(matmuls)]), sum(best[len(matmuls):-2]), best[-2], best[-1]
         floor = mm + ac + adam
