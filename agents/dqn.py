@@ -158,7 +158,7 @@ class DQNAgent:
         eps = self.epsilon_schedule(self.steps)
         if n == 1:
             # One env (the classic DQN loop): one uniform draw decides, and the single-observation
-            # predict path is used; the array version below costs ~4x as much per step here.
+            # predict path is used; the array version below costs ~3x as much per step here.
             if self.rng.random() < eps:
                 return self.rng.integers(0, self.env.num_actions, size=1)
             return np.atleast_1d(self.q.predict(obs[0]).argmax())
