@@ -68,3 +68,43 @@ def set_rng_state(rng: np.random.Generator, state: Any) -> None:
     import json
 
     rng.bit_generator.state = json.loads(str(state))
+
+
+# ---------------------------------------------------------------- config checks
+# One-line ValueErrors naming the key and what is allowed; the agents' Config.validate() use these.
+
+def check_choice(cfg: Any, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in allowed:
+        raise ValueError(f"agent.{name} = {value!r}: choose one of {', '.join(allowed)}")
+
+
+def check_range(cfg: Any, names: tuple[str, ...], low: float, high: float, open_low: bool = False) -> None:
+    """Each value in [low, high] (in (low, high] with open_low)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not ((low < value) if open_low else (low <= value)) or not value <= high:
+            raise ValueError(f"agent.{name} = {value}: must be in {'(' if open_low else '['}{low:g}, {high:g}]")
+
+
+def check_at_least(cfg: Any, names: tuple[str, ...], low: int) -> None:
+    for name in names:
+        if getattr(cfg, name) < low:
+            raise ValueError(f"agent.{name} = {getattr(cfg, name)}: "
+                             f"{'must be 0 or more' if low == 0 else f'must be at least {low}'}")
+
+
+def check_positive(cfg: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"agent.{name} = {getattr(cfg, name)}: must be > 0")
+
+
+def check_network(cfg: Any, sizes_name: str = "hidden_sizes") -> None:
+    """Hidden widths are positive; the activation is one rlnn knows."""
+    from rlnn import activations
+
+    sizes = getattr(cfg, sizes_name)
+    if not sizes or any(int(h) < 1 for h in sizes):
+        raise ValueError(f"agent.{sizes_name} = {sizes}: need one or more positive widths")
+    check_choice(cfg, "activation", activations.NAMES)

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.base import EnvInfo, rng_state, set_rng_state
+from agents.base import (EnvInfo, check_at_least, check_choice, check_network, check_positive, check_range,
+                         rng_state, set_rng_state)
 from agents.replay import ReplayBuffer
 from rlnn import MLP, losses, optim, schedules
 
@@ -70,37 +71,16 @@ class DQNConfig:
     checkpoint_replay_buffer: bool = True
 
     def validate(self) -> None:
-        from rlnn import activations
-
-        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
-            raise ValueError(f"agent.hidden_sizes = {self.hidden_sizes}: need one or more positive widths")
-        if self.activation not in activations.NAMES:
-            raise ValueError(f"agent.activation = {self.activation!r}: choose one of {', '.join(activations.NAMES)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"agent.dtype = {self.dtype!r}: choose one of {', '.join(DTYPES)}")
-        if self.loss not in ("huber", "l2"):
-            raise ValueError(f"agent.loss = {self.loss!r}: choose one of huber, l2")
-        if self.lr_schedule not in ("constant", "linear"):
-            raise ValueError(f"agent.lr_schedule = {self.lr_schedule!r}: choose one of constant, linear")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"agent.gamma = {self.gamma}: must be in [0, 1]")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"agent.tau = {self.tau}: must be in (0, 1]")
-        for name in ("start_e", "end_e"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be in [0, 1]")
-        for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update_interval",
-                     "exploration_steps", "lr_anneal_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be at least 1")
-        if self.learning_starts < 0:
-            raise ValueError(f"agent.learning_starts = {self.learning_starts}: must be 0 or more")
-        for name in ("lr", "adam_eps", "huber_delta", "reward_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be > 0")
-        for name in ("lr_end", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be 0 or more")
+        check_network(self)
+        check_choice(self, "dtype", DTYPES)
+        check_choice(self, "loss", ("huber", "l2"))
+        check_choice(self, "lr_schedule", ("constant", "linear"))
+        check_range(self, ("gamma", "start_e", "end_e"), 0.0, 1.0)
+        check_range(self, ("tau",), 0.0, 1.0, open_low=True)
+        check_at_least(self, ("buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update_interval",
+                              "exploration_steps", "lr_anneal_steps"), 1)
+        check_at_least(self, ("learning_starts", "lr_end", "max_grad_norm"), 0)
+        check_positive(self, ("lr", "adam_eps", "huber_delta", "reward_scale"))
 
 
 def td_targets(rewards: np.ndarray, terminated: np.ndarray, q_next_target: np.ndarray, gamma: float,

@@ -120,13 +120,16 @@ def config_dict(algo: str, run_cfg: RunConfig, agent_cfg: Any) -> dict[str, Any]
     return {"algo": algo, "run": dataclasses.asdict(run_cfg), "agent": dataclasses.asdict(agent_cfg)}
 
 
+def hparam_value(v: Any) -> Any:
+    """A value as TensorBoard's HPARAMS tab takes it: None, lists and dicts as JSON, anything else as it is."""
+    return json.dumps(v) if v is None or isinstance(v, (list, tuple, dict)) else v
+
+
 def hparams_of(cfg: dict[str, Any]) -> dict[str, Any]:
     flat = {"algo": cfg["algo"]}
     for section in ("run", "agent"):
         for k, v in cfg[section].items():
-            if v is None or isinstance(v, (list, tuple, dict)):
-                v = json.dumps(v)
-            flat[f"{section}.{k}"] = v
+            flat[f"{section}.{k}"] = hparam_value(v)
     return flat
 
 
@@ -224,7 +227,7 @@ def train(
         if run_dir is None:
             run_dir = os.path.join(run_cfg.logdir, run_name(run_cfg.env_id, algo, run_cfg.seed))
         os.makedirs(run_dir, exist_ok=True)
-        _write_json(os.path.join(run_dir, "config.json"), cfg)
+        write_json(os.path.join(run_dir, "config.json"), cfg)
 
     sinks: list = [TensorBoardSink(run_dir, resume_step=step if resume else None),
                    CSVSink(os.path.join(run_dir, "progress.csv"), resume_step=step if resume else None)]
@@ -350,13 +353,14 @@ def train(
         if console:
             print(f"events and checkpoints in {run_dir}", file=stream, flush=True)
     result.step, result.episodes = step, episodes
-    _write_json(os.path.join(run_dir, "result.json"), {
+    write_json(os.path.join(run_dir, "result.json"), {
         "status": result.status, "step": step, "episodes": episodes, "total_steps": run_cfg.total_steps,
         "final_eval": dataclasses.asdict(result.evals[-1]) if result.evals else None})
     return result
 
 
-def _write_json(path: str, data: dict) -> None:
+def write_json(path: str, data: Any) -> None:
+    """``data`` as indented JSON, written atomically (a temporary file, then ``os.replace``)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2)

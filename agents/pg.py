@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.base import EnvInfo, rng_state, set_rng_state
+from agents.base import (EnvInfo, check_at_least, check_choice, check_network, check_positive, check_range,
+                         rng_state, set_rng_state)
 from agents.returns import episode_complete, gae, reward_to_go
 from rlnn import MLP, losses, optim, schedules
 
@@ -77,49 +78,16 @@ class PGConfig:
     value_steps: int = 10                # critic gradient steps per rollout (same batch, full-batch Adam)
 
     def validate(self) -> None:
-        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
-            raise ValueError(f"agent.hidden_sizes = {self.hidden_sizes}: need one or more positive widths")
-        if not self.value_hidden_sizes or any(int(h) < 1 for h in self.value_hidden_sizes):
-            raise ValueError(f"agent.value_hidden_sizes = {self.value_hidden_sizes}: need one or more positive widths")
-        from rlnn import activations
-
-        if self.activation not in activations.NAMES:
-            raise ValueError(f"agent.activation = {self.activation!r}: choose one of {', '.join(activations.NAMES)}")
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("baseline", self.baseline, BASELINES)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("value_loss", self.value_loss, ("l2", "huber"))
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"agent.gamma = {self.gamma}: must be in [0, 1]")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError(f"agent.gae_lambda = {self.gae_lambda}: must be in [0, 1]")
-        for name in ("rollout_steps", "lr_anneal_steps", "value_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be at least 1")
-        for name in ("lr", "value_lr", "adam_eps", "huber_delta"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be > 0")
-        for name in ("lr_end", "ent_coef", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"agent.{name} = {getattr(self, name)}: must be 0 or more")
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"agent.{name} = {value!r}: choose one of {', '.join(allowed)}")
-
-
-def masked_entropy(logits: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
-    """(sum_i w_i H_i, its gradient w.r.t. the logits) with H_i the entropy of softmax(logits_i).
-
-    dH_i/dz_ij = -p_ij (log p_ij + H_i). With weights = mask / n_valid it is the mean over valid rows.
-    """
-    z = logits - logits.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    p = np.exp(logp)
-    h = -(p * logp).sum(axis=1, keepdims=True)
-    w = weights.reshape(-1, 1)
-    return float((w * h).sum()), -p * (logp + h) * w
+        check_network(self)
+        check_network(self, "value_hidden_sizes")
+        check_choice(self, "dtype", DTYPES)
+        check_choice(self, "baseline", BASELINES)
+        check_choice(self, "lr_schedule", LR_SCHEDULES)
+        check_choice(self, "value_loss", ("l2", "huber"))
+        check_range(self, ("gamma", "gae_lambda"), 0.0, 1.0)
+        check_at_least(self, ("rollout_steps", "lr_anneal_steps", "value_steps"), 1)
+        check_positive(self, ("lr", "value_lr", "adam_eps", "huber_delta"))
+        check_at_least(self, ("lr_end", "ent_coef", "max_grad_norm"), 0)
 
 
 class PGAgent:
@@ -146,6 +114,7 @@ class PGAgent:
             self.lr_factor = schedules.linear(1.0, c.lr_end / c.lr, c.lr_anneal_steps)
         else:
             self.lr_factor = schedules.constant(1.0)
+        self._grad_clip = c.max_grad_norm if c.max_grad_norm > 0 else None
         self.carry = c.baseline != "value"   # unfinished episodes wait for the next update
         self._alloc(c.rollout_steps)
         self.t = 0                           # observe() calls since the last update
@@ -241,7 +210,7 @@ class PGAgent:
             # -- policy: one gradient step
             self.policy.zero_grad()
             pl, ent = self.policy_loss(obs_flat, self.actions[:T].reshape(-1), adv.reshape(-1) * w, w)
-            gn = optim.clip_grad_norm(self.policy.flat_grads, c.max_grad_norm if c.max_grad_norm > 0 else None)
+            gn = optim.clip_grad_norm(self.policy.flat_grads, self._grad_clip)
             self.policy_opt.lr = c.lr * factor
             self.policy_opt.step()
             metrics = {"losses/policy_loss": pl, "losses/entropy": ent,
@@ -255,8 +224,7 @@ class PGAgent:
                     self.value.zero_grad()
                     pred = self.value.forward(obs_flat) if i > 0 else values.reshape(-1, 1)
                     vl = self.value_loss(pred, target, vw)   # step 0: the forward pass cached for the values
-                    vgn = optim.clip_grad_norm(self.value.flat_grads,
-                                               c.max_grad_norm if c.max_grad_norm > 0 else None)
+                    vgn = optim.clip_grad_norm(self.value.flat_grads, self._grad_clip)
                     self.value_opt.step()
                     if i == 0:
                         metrics["losses/value_loss"] = vl
@@ -281,7 +249,7 @@ class PGAgent:
         logits = self.policy.forward(obs) if backward else self.policy.predict(obs)
         B = len(actions)
         pl, dlogits = losses.softmax_cross_entropy(logits, actions, weights=(weights * B).astype(logits.dtype))
-        ent, dent = masked_entropy(logits.astype(np.float64), ent_weights)
+        ent, dent = losses.entropy(logits.astype(np.float64), weights=ent_weights * B)
         ent_coef = self.config.ent_coef
         if backward:
             if ent_coef > 0:

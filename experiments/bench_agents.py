@@ -36,7 +36,7 @@ def run_seed(algo: str, seed: int, sets: list[str], total_steps: int | None, log
     result = train(algo, run_cfg, agent_cfg, console=False)
     wall = time.perf_counter() - t0
     solved = next((e for e in result.evals if e.mean >= threshold), None)
-    _, run_cfg, agent, env_state, _ = load_agent(result.run_dir, num_envs=final_episodes)
+    _, run_cfg, agent, env_state, _ = load_agent(result.run_dir)
     env = _frozen_env(run_cfg, final_episodes, env_state)
     final = evaluate(agent, env, seed=10_000 + seed)
     env.close()

@@ -23,7 +23,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import timeit  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -35,6 +34,7 @@ from agents.base import EnvInfo  # noqa: E402
 from agents.dqn import DQNAgent, td_targets  # noqa: E402
 from agents.loop import train  # noqa: E402
 from experiments import config  # noqa: E402
+from experiments.bench_nn import measure  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
 from rlnn import losses, optim  # noqa: E402
 
@@ -60,9 +60,9 @@ def run_loop(seed: int, steps: int, sets: list[str], logdir: str) -> dict:
             "episodes": result.episodes, "agent_cfg": agent_cfg}
 
 
-def _us(fn, number: int = 2000) -> float:
-    fn()
-    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+def _us(fn) -> float:
+    """Best microseconds per call over repeats (bench_nn's timer)."""
+    return measure([fn], quick=False)[0][0]
 
 
 def time_pieces(agent_cfg, seed: int = 0) -> list[tuple[str, float]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
 import shutil
@@ -31,19 +30,19 @@ num_envs = { choice = [1, 2] }
 
 def _train_seconds(sweep_dir: str) -> float:
     from experiments.report import find_runs, load_scalars
+    from experiments.sweep import existing_trials, trial_dir
 
     total = 0.0
-    for t in sorted(os.listdir(sweep_dir)):
-        tdir = os.path.join(sweep_dir, t)
-        if t.startswith("trial_") and os.path.isdir(tdir):
-            for run in find_runs(tdir):
-                elapsed = load_scalars(run).get("charts/elapsed_seconds", [])
-                total += elapsed[-1].value if elapsed else 0.0
+    for k in existing_trials(sweep_dir):
+        for run in find_runs(trial_dir(sweep_dir, k)):
+            elapsed = load_scalars(run).get("charts/elapsed_seconds", [])
+            total += elapsed[-1].value if elapsed else 0.0
     return total
 
 
 def run_backend(backend: str, args, space: str, logdir: str) -> dict:
     from experiments.cli import main
+    from experiments.sweep import existing_trials, trial_record
 
     argv = ["sweep", "--space", space, "--algo", args.algo, "--trials", str(args.trials), "--seeds", str(args.seeds),
             "--total-steps", str(args.total_steps), "--max-concurrent", str(args.max_concurrent), "--logdir", logdir,
@@ -62,10 +61,9 @@ def run_backend(backend: str, args, space: str, logdir: str) -> dict:
     found = re.search(r"(?:started|joined) in ([0-9.]+) s", out.getvalue())
     init = float(found.group(1)) if found else 0.0
     objectives = {}
-    for t in os.listdir(sweep_dir):
-        path = os.path.join(sweep_dir, t, "trial.json")
-        if os.path.exists(path):
-            rec = json.load(open(path))
+    for k in existing_trials(sweep_dir):
+        rec = trial_record(sweep_dir, k)
+        if rec is not None:
             objectives[rec["trial"]] = rec["objective"]
     return {"backend": backend, "wall": wall, "init": init, "train": _train_seconds(sweep_dir), "objectives": objectives}
 

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from agents import ALGOS, UnknownAlgo
+from agents.loop import run_name
 from experiments.config import ConfigError, build
 
 
@@ -90,17 +91,23 @@ def run_job(job: Job, spec: dict, log_dir: str) -> tuple[Job, int, float]:
     return job, proc.returncode, time.perf_counter() - t0
 
 
+def job_for(algo: str, seed: int, run_dir: str) -> Job | None:
+    """The job of one run: None if it finished, a resume if it stopped after a checkpoint, else a new run."""
+    status = run_status(run_dir)
+    if status is not None and status["status"] in ("done", "target_reached"):
+        return None
+    ckpts = os.path.join(run_dir, "checkpoints")
+    return Job(algo, seed, run_dir, resume=bool(os.path.isdir(ckpts) and os.listdir(ckpts)))
+
+
 def plan(parent: str, spec: dict) -> list[Job]:
     """The jobs still to do: new runs, and resumes of runs that stopped before their total."""
     jobs = []
     for algo in spec["algos"]:
         for seed in spec["seeds"]:
-            run_dir = os.path.join(parent, f"{spec['env'].replace('/', '-')}__{algo}__{seed}__{spec['time']}")
-            status = run_status(run_dir)
-            if status is not None and status["status"] in ("done", "target_reached"):
-                continue
-            has_ckpt = os.path.isdir(os.path.join(run_dir, "checkpoints")) and os.listdir(os.path.join(run_dir, "checkpoints"))
-            jobs.append(Job(algo, seed, run_dir, resume=bool(has_ckpt)))
+            job = job_for(algo, seed, os.path.join(parent, run_name(spec["env"], algo, seed, spec["time"])))
+            if job is not None:
+                jobs.append(job)
     return jobs
 
 

@@ -38,7 +38,7 @@ def _allowed(cls: type) -> str:
     return ", ".join(f.name for f in dataclasses.fields(cls))
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -58,11 +58,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return coerce(value, arg, key)
             except ConfigError as e:
                 errors.append(e)
-        raise ConfigError(f"{key}: {value!r} is not a {_type_name(tp)}")
+        raise ConfigError(f"{key}: {value!r} is not a {type_name(tp)}")
     if origin in (list, tuple):
         (item,) = typing.get_args(tp)[:1] or (Any,)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: {value!r} is not a list (expected {_type_name(tp)}, e.g. [64, 64])")
+            raise ConfigError(f"{key}: {value!r} is not a list (expected {type_name(tp)}, e.g. [64, 64])")
         return type(value)(coerce(v, item, key) for v in value) if origin is list else tuple(
             coerce(v, item, key) for v in value)
     if tp is bool:

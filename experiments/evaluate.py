@@ -19,7 +19,7 @@ class RenderMissing(envs.EnvError):
     pass
 
 
-def load_agent(run_dir: str, num_envs: int | None = None):
+def load_agent(run_dir: str):
     """(algo, run config, agent, env state) from a run directory's config.json and latest checkpoint."""
     cfg_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(cfg_path):
@@ -56,7 +56,7 @@ def evaluate_run(run_dir: str, episodes: int = 20, render: bool = False, gif: st
                  seed: int = 12345) -> int:
     if episodes < 1:
         raise envs.EnvError(f"--episodes {episodes}: must be at least 1")
-    algo, run_cfg, agent, env_state, meta = load_agent(run_dir, num_envs=episodes)
+    algo, run_cfg, agent, env_state, meta = load_agent(run_dir)
     env = _frozen_env(run_cfg, episodes, env_state)
     returns = evaluate(agent, env, seed=seed)
     env.close()

@@ -81,14 +81,14 @@ import time
 import typing
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from agents import ALGOS, UnknownAlgo, get_algo
-from agents.loop import RunConfig
-from experiments.compare import Job, parse_seeds, run_job, run_status
-from experiments.config import ConfigError, build, coerce, read_toml
+from agents.loop import RunConfig, hparam_value, run_name, write_json
+from experiments.compare import Job, job_for, parse_seeds, run_job, run_status
+from experiments.config import ConfigError, type_name, build, coerce, read_toml
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "logint")
 NOT_SEARCHABLE = {"seed": "--seeds", "env_id": "--env", "logdir": "the sweep directory"}
@@ -133,10 +133,6 @@ class Param:
         x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if self.kind == "loguniform" else rng.uniform(lo, hi)
         return float(min(hi, max(lo, float(f"{x:.4g}"))))  # 4 significant digits: readable, plenty fine
 
-    def corners(self) -> list:
-        """Values whose configs are built and validated up front."""
-        return list(self.args)
-
     def tune_domain(self):
         """The Ray Tune domain (choices as JSON strings so that Optuna accepts lists too)."""
         from ray import tune
@@ -150,6 +146,10 @@ class Param:
     def from_tune(self, value: Any) -> Any:
         return json.loads(value) if self.kind == "choice" else (int(value) if self.kind in ("int", "logint")
                                                                 else float(value))
+
+    def to_tune(self, value: Any) -> Any:
+        """A value as ``tune_domain`` draws it (the inverse of ``from_tune``)."""
+        return json.dumps(value) if self.kind == "choice" else value
 
     def tb_domain(self):
         from tensorboard.plugins.hparams import summary_v2 as hp
@@ -165,7 +165,6 @@ class Param:
 class Space:
     params: list[Param]
     fixed: dict[str, Any]
-    algo: str | None
     source: str
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -208,16 +207,12 @@ def _parse_param(section: str, name: str, spec: dict, tp: Any, source: str) -> P
         try:
             coerce(0.5, tp, key)
         except ConfigError:
-            raise ConfigError(f"{where}: {kind} draws floats but {key} takes {_type_name(tp)}: "
+            raise ConfigError(f"{where}: {kind} draws floats but {key} takes {type_name(tp)}: "
                               "use int, logint or choice") from None
         lo, hi = float(lo), float(hi)
     if kind in ("loguniform", "logint") and not lo > 0:
         raise ConfigError(f"{where}: {kind} = [{args[0]}, {args[1]}]: low must be > 0")
     return Param(section, name, kind, (lo, hi), tp)
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
 def parse_space(doc: dict[str, Any], algo: str, source: str = "space") -> Space:
@@ -254,7 +249,7 @@ def parse_space(doc: dict[str, Any], algo: str, source: str = "space") -> Space:
     if not params:
         raise ConfigError(f"{source}: no distribution to search: write e.g. lr = {{ loguniform = [1e-4, 1e-2] }} "
                           "under [agent]")
-    return Space(params, fixed, doc.get("algo"), source)
+    return Space(params, fixed, source)
 
 
 def load_space(path: str, algo: str | None) -> tuple[Space, str]:
@@ -285,11 +280,6 @@ def toml_value(v: Any) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")
-
-
-def hparam_value(v: Any) -> Any:
-    """As ``agents.loop.hparams_of`` writes it: scalars as they are, lists/None as JSON."""
-    return v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
 
 
 def set_items(values: dict[str, Any]) -> list[str]:
@@ -324,7 +314,7 @@ def check_space(space: Space, spec: dict) -> None:
     base = {p.key: p.args[0] for p in space.params}
     trial_config(spec, base)
     for p in space.params:
-        for value in p.corners():
+        for value in p.args:
             try:
                 trial_config(spec, {**base, p.key: value})
             except ConfigError as e:
@@ -340,14 +330,13 @@ def trial_dir(sweep_dir: str, k: int) -> str:
 
 
 def run_dir_for(tdir: str, spec: dict, seed: int) -> str:
-    return os.path.join(tdir, f"{spec['env'].replace('/', '-')}__{spec['algo']}__{seed}__{spec['time']}")
+    return os.path.join(tdir, run_name(spec["env"], spec["algo"], seed, spec["time"]))
 
 
-def _write_json(path: str, data: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_jsonable(data), f, indent=2)
-    os.replace(tmp, path)
+def _first_config(tdir: str, spec: dict) -> dict | None:
+    """The config.json of the trial's first seed, if that run started."""
+    path = os.path.join(run_dir_for(tdir, spec, spec["seeds"][0]), "config.json")
+    return _read_json(path) if os.path.exists(path) else None
 
 
 def _read_json(path: str) -> Any:
@@ -380,7 +369,7 @@ def trial_params(sweep_dir: str, k: int) -> dict[str, Any] | None:
 def write_params(sweep_dir: str, k: int, params: dict[str, Any]) -> None:
     tdir = trial_dir(sweep_dir, k)
     os.makedirs(tdir, exist_ok=True)
-    _write_json(os.path.join(tdir, "params.json"), {"trial": k, "params": params})
+    write_json(os.path.join(tdir, "params.json"), _jsonable({"trial": k, "params": params}))
 
 
 def trial_record(sweep_dir: str, k: int) -> dict | None:
@@ -400,15 +389,8 @@ def unfinished_trials(sweep_dir: str) -> list[int]:
 
 def seed_jobs(tdir: str, spec: dict) -> list[Job]:
     """The runs of a trial still to do (like ``compare.plan``): new runs and resumes of stopped ones."""
-    jobs = []
-    for seed in spec["seeds"]:
-        run_dir = run_dir_for(tdir, spec, seed)
-        status = run_status(run_dir)
-        if status is not None and status["status"] in ("done", "target_reached"):
-            continue
-        ckpts = os.path.join(run_dir, "checkpoints")
-        jobs.append(Job(spec["algo"], seed, run_dir, resume=bool(os.path.isdir(ckpts) and os.listdir(ckpts))))
-    return jobs
+    jobs = (job_for(spec["algo"], seed, run_dir_for(tdir, spec, seed)) for seed in spec["seeds"])
+    return [job for job in jobs if job is not None]
 
 
 def seed_summary(run_dir: str, seed: int, threshold: float, status: str | None = None) -> dict:
@@ -458,9 +440,7 @@ def summarize_trial(sweep_dir: str, k: int, spec: dict, failed: dict[int, str] |
     tdir, params = trial_dir(sweep_dir, k), trial_params(sweep_dir, k)
     failed = failed or {}
     seeds = [seed_summary(run_dir_for(tdir, spec, s), s, spec["threshold"], failed.get(s)) for s in spec["seeds"]]
-    first = os.path.join(run_dir_for(tdir, spec, spec["seeds"][0]), "config.json")
-    config = _read_json(first) if os.path.exists(first) else None
-    return aggregate_trial(k, params, seeds, spec["objective"], config)
+    return aggregate_trial(k, params, seeds, spec["objective"], _first_config(tdir, spec))
 
 
 def finish_trial(sweep_dir: str, rec: dict) -> None:
@@ -473,14 +453,12 @@ def finish_trial(sweep_dir: str, rec: dict) -> None:
         os.remove(old)
     sink = TensorBoardSink(tdir)
     sink.hparams({key: hparam_value(v) for key, v in rec["params"].items()}, start_time=time.time())
-    values = {"sweep/objective": rec.get("objective"), "sweep/final_eval": rec.get("final_eval"),
-              "sweep/steps_to_solve": rec.get("steps_to_solve"), "sweep/seconds_to_solve": rec.get("seconds_to_solve"),
-              "sweep/seeds_solved": rec.get("seeds_solved")}
-    for tag, value in values.items():
+    for tag in SUMMARY_METRICS:
+        value = rec.get(tag.split("/", 1)[1])
         if value is not None and math.isfinite(float(value)):
             sink.scalar(tag, float(value), 0)
     sink.close()
-    _write_json(os.path.join(tdir, "trial.json"), rec)
+    write_json(os.path.join(tdir, "trial.json"), _jsonable(rec))
 
 
 def write_experiment_summary(sweep_dir: str, space: Space, objective: str) -> None:
@@ -536,7 +514,7 @@ def _diverged(log_path: str) -> bool:
         return False
 
 
-def run_local(sweep_dir: str, spec: dict, space: Space, workers: int, stream) -> int:
+def run_local(sweep_dir: str, spec: dict, workers: int, stream) -> int:
     todo = unfinished_trials(sweep_dir)
     plans = {k: seed_jobs(trial_dir(sweep_dir, k), spec) for k in todo}
     total = sum(len(v) for v in plans.values())
@@ -548,7 +526,7 @@ def run_local(sweep_dir: str, spec: dict, space: Space, workers: int, stream) ->
     started = {k: time.perf_counter() for k in todo}
     for k in todo:
         if remaining[k] == 0:  # every seed finished, the summary was not written yet
-            _finish_local(sweep_dir, k, spec, space, failed[k], None, stream)
+            _finish_local(sweep_dir, k, spec, failed[k], None, stream)
     pool = ThreadPoolExecutor(max_workers=workers)
     futures = {}
     for k in todo:
@@ -574,7 +552,7 @@ def run_local(sweep_dir: str, spec: dict, space: Space, workers: int, stream) ->
                       "it is retried by --resume", file=stream, flush=True)
             remaining[k] -= 1
             if remaining[k] == 0 and k not in broken:
-                _finish_local(sweep_dir, k, spec, space, failed[k], time.perf_counter() - started[k], stream)
+                _finish_local(sweep_dir, k, spec, failed[k], time.perf_counter() - started[k], stream)
     except KeyboardInterrupt:
         # The workers got the same SIGINT (one process group): each checkpoints and exits.
         for fut in futures:
@@ -591,7 +569,7 @@ def run_local(sweep_dir: str, spec: dict, space: Space, workers: int, stream) ->
     return 0
 
 
-def _finish_local(sweep_dir, k, spec, space, failed, secs, stream) -> None:
+def _finish_local(sweep_dir, k, spec, failed, secs, stream) -> None:
     rec = summarize_trial(sweep_dir, k, spec, failed)
     finish_trial(sweep_dir, rec)
     print(_trial_line(rec, secs), file=stream, flush=True)
@@ -671,8 +649,7 @@ def _ray_trial(config: dict, sweep_dir: str, spec: dict, budget: int) -> None:
         seeds.append(seed_summary(run_dir, seed, spec["threshold"], status))
         if status is not None:
             break  # the trial has failed: its other seeds would not change that
-    first = os.path.join(run_dir_for(tdir, spec, spec["seeds"][0]), "config.json")
-    rec = aggregate_trial(k, params, seeds, spec["objective"], _read_json(first) if os.path.exists(first) else None)
+    rec = aggregate_trial(k, params, seeds, spec["objective"], _first_config(tdir, spec))
     if rec["status"] == "failed":
         rec["seeds"] += [{"seed": s, "status": "skipped"} for s in spec["seeds"][len(seeds):]]
     tune.report({"env_steps": budget * len(spec["seeds"]), "objective": _num(rec["objective"]), "trial": k,
@@ -693,11 +670,11 @@ def _make_searcher(sweep_dir: str, spec: dict, space: Space, pending: list[int],
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         domains = OptunaSearch.convert_search_space({p.key: p.tune_domain() for p in space.params})
         inner = OptunaSearch(space=domains, metric="objective", mode="max", seed=spec["search_seed"])
-        encode = {p.key: (lambda v: json.dumps(v)) if p.kind == "choice" else (lambda v: v) for p in space.params}
+        by_key = space.by_key()
         for k in existing_trials(sweep_dir):  # warm start with what earlier sessions found
             rec = trial_record(sweep_dir, k)
             if rec is not None and rec.get("status") in FINISHED:
-                point = {key: encode[key](v) for key, v in rec["params"].items()}
+                point = {key: by_key[key].to_tune(v) for key, v in rec["params"].items()}
                 value = rec.get("objective")
                 inner.add_evaluated_point(point, value if value is not None else math.nan,
                                           error=value is None, pruned=rec["status"] == "early_stopped")
@@ -740,8 +717,7 @@ def _make_searcher(sweep_dir: str, spec: dict, space: Space, pending: list[int],
                 self.inner.on_trial_complete(trial_id, result=result, error=error)
             elif self.inner is not None and trial_id in self.params and result and "objective" in result:
                 params = self.params[trial_id]
-                point = {p.key: (json.dumps(params[p.key]) if p.kind == "choice" else params[p.key])
-                         for p in space.params}
+                point = {p.key: p.to_tune(params[p.key]) for p in space.params}
                 self.inner.add_evaluated_point(point, result["objective"])
 
     return TrialSearcher()
@@ -983,6 +959,11 @@ def best_preset_text(spec: dict, rec: dict, sweep_dir: str) -> str:
     return "\n".join(lines)
 
 
+def _label(v: Any) -> str:
+    """A choice as the plot's x axis names it: strings as they are, anything else as JSON."""
+    return v if isinstance(v, str) else json.dumps(v)
+
+
 def plot_sweep(records: list[dict], space: Space, objective: str, path: str, best: dict | None) -> None:
     import matplotlib
 
@@ -995,15 +976,14 @@ def plot_sweep(records: list[dict], space: Space, objective: str, path: str, bes
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
     colors = {"done": "C0", "early_stopped": "C1", "failed": "C3"}
     for ax, p in zip(axes.ravel(), params):
+        labels = [_label(c) for c in p.args] if p.kind == "choice" else None
         for status, color in colors.items():
             group = [r for r in records if r["status"] == status and r.get("objective") is not None
                      and not math.isnan(_num(r.get("objective")))]
             if not group:
                 continue
             if p.kind == "choice":
-                labels = [json.dumps(v) if not isinstance(v, str) else v for v in p.args]
-                xs = np.array([labels.index(json.dumps(r["params"][p.key]) if not isinstance(r["params"][p.key], str)
-                                            else r["params"][p.key]) for r in group], dtype=float)
+                xs = np.array([labels.index(_label(r["params"][p.key])) for r in group], dtype=float)
                 xs = xs + np.linspace(-0.08, 0.08, len(xs)) if len(xs) > 1 else xs
             else:
                 xs = np.array([float(r["params"][p.key]) for r in group])
@@ -1015,15 +995,14 @@ def plot_sweep(records: list[dict], space: Space, objective: str, path: str, bes
         if best is not None:
             v = best["params"][p.key]
             if p.kind == "choice":
-                labels = [json.dumps(c) if not isinstance(c, str) else c for c in p.args]
-                bx = labels.index(json.dumps(v) if not isinstance(v, str) else v)
+                bx = labels.index(_label(v))
             else:
                 bx = float(v)
             ax.plot([bx], [_num(best["objective"])], marker="*", markersize=16, color="gold", markeredgecolor="black",
                     linestyle="none", label="best")
         if p.kind == "choice":
             ax.set_xticks(range(len(p.args)))
-            ax.set_xticklabels([json.dumps(c) if not isinstance(c, str) else c for c in p.args], rotation=20)
+            ax.set_xticklabels(labels, rotation=20)
             ax.set_xlim(-0.5, len(p.args) - 0.5)
         elif p.log:
             ax.set_xscale("log")
@@ -1089,9 +1068,9 @@ def run_sweep(sweep_dir: str, spec: dict, space: Space, backend: str, max_concur
         with ray_session(address, max_concurrent):
             code = run_ray(sweep_dir, spec, space, max_concurrent, address, stream)
     else:
-        code = run_local(sweep_dir, spec, space, max_concurrent or max(1, os.cpu_count() or 1), stream)
+        code = run_local(sweep_dir, spec, max_concurrent or max(1, os.cpu_count() or 1), stream)
     t1 = time.perf_counter()
-    if existing_trials(sweep_dir) and any(trial_record(sweep_dir, k) for k in existing_trials(sweep_dir)):
+    if any(trial_record(sweep_dir, k) for k in existing_trials(sweep_dir)):
         report_sweep(sweep_dir, spec, space, stream)
     with open(os.path.join(sweep_dir, "timings.jsonl"), "a") as f:
         f.write(json.dumps({"backend": backend, "max_concurrent": max_concurrent, "address": address,
@@ -1174,7 +1153,7 @@ def _start_sweep(args, spec: dict, space: Space, algo: str, sampled: list[dict],
             stamp += 1
     spec["time"] = stamp
     shutil.copyfile(args.space, os.path.join(sweep_dir, "space.toml"))
-    _write_json(os.path.join(sweep_dir, "sweep.json"), spec)
+    write_json(os.path.join(sweep_dir, "sweep.json"), _jsonable(spec))
     write_experiment_summary(sweep_dir, space, args.objective)
     for k, params in enumerate(sampled):
         write_params(sweep_dir, k, params)

@@ -154,13 +154,14 @@ def softmax_cross_entropy(logits, labels, weights=None):
     return float(np.sum(nll) / batch), grad
 
 
-def entropy(logits):
+def entropy(logits, weights=None):
     """Mean policy entropy H = mean_i -sum_k p_ik log p_ik and dH/dlogits.
 
     With p = softmax(z):  dH_i/dz_ij = -p_ij (log p_ij + H_i), divided by B
     for the mean.  (From dp_k/dz_j = p_k (delta_kj - p_j).)  Add
     ``-beta * H`` to a loss, i.e. subtract ``beta * grad``, to reward exploration.
-    logits: (B, K).
+    logits: (B, K).  ``weights`` (B,) scales row i as in the losses:
+    H = (1/B) sum_i w_i H_i (e.g. w = mask * B / n_valid: the mean over valid rows).
     """
     z = np.asarray(logits)
     if z.dtype.kind != "f":
@@ -171,7 +172,11 @@ def entropy(logits):
     p = np.exp(logp)
     h = -np.sum(p * logp, axis=1, keepdims=True)      # (B, 1)
     grad = -p * (logp + h) / z.shape[0]
-    return float(np.mean(h)), grad
+    w = _sample_weights(weights, z)
+    if w is not None:
+        h = h * w
+        grad *= w
+    return float(np.sum(h)) / z.shape[0], grad
 
 
 _REGISTRY = {"l1": l1, "l2": l2, "huber": huber, "pseudo_huber": pseudo_huber}

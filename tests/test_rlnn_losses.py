@@ -167,3 +167,14 @@ def test_entropy_value_and_gradient():
     uniform, grad = losses.entropy(np.zeros((2, 4)))
     assert uniform == pytest.approx(np.log(4))
     np.testing.assert_allclose(grad, 0.0, atol=1e-15)     # the maximum: flat
+
+
+def test_weighted_entropy_value_and_gradient():
+    w = np.linspace(-1.0, 2.0, len(LOGITS))
+    value, _ = losses.entropy(LOGITS, weights=w)
+    p = activations.softmax(LOGITS)
+    assert value == pytest.approx(np.mean(w * -np.sum(p * np.log(p), axis=1)), rel=1e-12)
+    z = LOGITS.copy()
+    assert gradcheck(lambda: losses.entropy(z, weights=w), z) < 1e-7
+    with pytest.raises(ValueError, match="weights shape"):
+        losses.entropy(LOGITS, weights=w[:-1])
