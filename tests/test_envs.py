@@ -1,4 +1,4 @@
-"""envs.EpisodeStatistics: the same statistics and info as Gymnasium's RecordEpisodeStatistics."""
+"""envs: EpisodeStatistics matches Gymnasium's, env state round-trips exactly, eval normalization is frozen."""
 
 import gymnasium as gym
 import numpy as np
@@ -42,9 +42,135 @@ def test_episode_statistics_match_gymnasium_step_for_step(num_envs):
 
 def test_make_vec_env_uses_it_and_its_state_round_trips():
     env = envs.make_vec_env("CartPole-v1", 2, seed=0)
-    assert any(isinstance(layer, envs.EpisodeStatistics) for layer in envs._layers(env))
+    assert isinstance(env, envs.EpisodeStatistics)
     env.reset(seed=0)
     for _ in range(30):
         env.step(np.zeros(2, np.int64))
     state = envs.env_state(env)
     assert state["stats/episode_count"] == env.episode_count > 0
+
+
+EPS = 1e-8  # NormalizeObservation's default epsilon
+
+
+def _run_until_an_episode_ends(env, rng, min_steps=60):
+    """Random steps until past ``min_steps`` and some sub-env just ended, so a reset is pending."""
+    n = env.num_envs
+    for t in range(10_000):
+        _, _, term, trunc, _ = env.step(rng.integers(0, 2, size=n))
+        if t >= min_steps and np.any(term | trunc):
+            return
+    raise AssertionError("no episode ended")
+
+
+def _stats_counters(env):
+    stats = env
+    while not isinstance(stats, envs.EpisodeStatistics):
+        stats = stats.env
+    return (stats.episode_returns.copy(), stats.episode_lengths.copy(), stats.prev_dones.copy(),
+            stats.episode_count)
+
+
+@pytest.mark.parametrize("num_envs, vector_class", [(4, "CartPoleVectorEnv"), (1, "SyncVectorEnv")])
+@pytest.mark.parametrize("normalize_obs", [False, True])
+def test_env_state_round_trip_continues_identically(num_envs, vector_class, normalize_obs):
+    def make():
+        return envs.make_vec_env("CartPole-v1", num_envs, seed=0, normalize_obs=normalize_obs)
+
+    original = make()
+    assert type(original.unwrapped).__name__ == vector_class
+    original.reset(seed=7)
+    _run_until_an_episode_ends(original, np.random.default_rng(0))
+    state = envs.env_state(original)
+    assert bool(state["exact"])
+
+    restored = make()
+    restored.reset(seed=999)  # a different start, entirely overwritten by the load
+    assert envs.load_env_state(restored, state)
+    for x, y in zip(_stats_counters(original), _stats_counters(restored)):
+        np.testing.assert_array_equal(x, y)
+
+    rng = np.random.default_rng(1)
+    ended = 0
+    for _ in range(300):
+        actions = rng.integers(0, 2, size=num_envs)
+        a, b = original.step(actions), restored.step(actions)
+        for x, y in zip(a[:4], b[:4]):
+            np.testing.assert_array_equal(x, y)
+        assert ("episode" in a[4]) == ("episode" in b[4])
+        if "episode" in a[4]:
+            ended += 1
+            for key in ("r", "l"):
+                np.testing.assert_array_equal(a[4]["episode"][key], b[4]["episode"][key])
+    assert ended > 0
+    for x, y in zip(_stats_counters(original), _stats_counters(restored)):
+        np.testing.assert_array_equal(x, y)
+    after_a, after_b = envs.env_state(original), envs.env_state(restored)
+    assert list(after_a) == list(after_b)
+    for key in after_a:
+        np.testing.assert_array_equal(after_a[key], after_b[key])
+
+
+def _trained_normalized_state():
+    train = envs.make_vec_env("CartPole-v1", 4, seed=0, normalize_obs=True)
+    train.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        train.step(rng.integers(0, 2, size=4))
+    return train, envs.env_state(train)
+
+
+@pytest.mark.parametrize("vectorization_mode", ["auto", "sync"])
+def test_make_eval_env_from_state_normalizes_with_the_saved_stats_and_keeps_them(vectorization_mode):
+    _, state = _trained_normalized_state()
+    mean, var, count = state["norm/mean"], state["norm/var"], float(state["norm/count"])
+    assert not np.allclose(var, 1.0)  # real statistics, not the initial ones
+
+    env = envs.make_eval_env_from_state("CartPole-v1", 5, True, state, vectorization_mode=vectorization_mode)
+    raw = envs.make_eval_env_from_state("CartPole-v1", 5, False, state, vectorization_mode=vectorization_mode)
+    assert envs.obs_normalizer(raw) is None
+    obs, _ = env.reset(seed=3)
+    raw_obs, _ = raw.reset(seed=3)
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        np.testing.assert_allclose(obs, (raw_obs - mean) / np.sqrt(var + EPS), rtol=1e-6, atol=1e-6)
+        actions = rng.integers(0, 2, size=5)
+        obs, raw_obs = env.step(actions)[0], raw.step(actions)[0]
+    after = envs.env_state(env)
+    np.testing.assert_array_equal(after["norm/mean"], mean)
+    np.testing.assert_array_equal(after["norm/var"], var)
+    assert float(after["norm/count"]) == count
+
+
+def test_make_eval_env_from_state_without_saved_stats_leaves_the_normalizer_running():
+    env = envs.make_eval_env_from_state("CartPole-v1", 2, True, {})
+    assert envs.obs_normalizer(env).update_running_mean
+
+
+def test_sync_normalizer_copies_and_freezes():
+    train, _ = _trained_normalized_state()
+    src = envs.obs_normalizer(train)
+    eval_env = envs.make_vec_env("CartPole-v1", 3, seed=0, normalize_obs=True)
+    envs.sync_normalizer(eval_env, train)
+    dst = envs.obs_normalizer(eval_env)
+    assert not dst.update_running_mean and src.update_running_mean
+    np.testing.assert_array_equal(dst.obs_rms.mean, src.obs_rms.mean)
+    np.testing.assert_array_equal(dst.obs_rms.var, src.obs_rms.var)
+    assert dst.obs_rms.count == src.obs_rms.count
+    mean, var = src.obs_rms.mean.copy(), src.obs_rms.var.copy()
+
+    train.step(np.zeros(4, np.int64))  # training keeps updating its own statistics...
+    assert not np.array_equal(src.obs_rms.mean, mean)
+    eval_env.reset(seed=1)
+    for _ in range(20):
+        eval_env.step(np.zeros(3, np.int64))
+    np.testing.assert_array_equal(dst.obs_rms.mean, mean)  # ...which are copies, frozen here
+    np.testing.assert_array_equal(dst.obs_rms.var, var)
+
+
+def test_make_eval_env_matches_the_training_normalization():
+    train, _ = _trained_normalized_state()
+    assert envs.obs_normalizer(envs.make_eval_env("CartPole-v1", 2)) is None
+    norm = envs.obs_normalizer(envs.make_eval_env("CartPole-v1", 2, train))
+    np.testing.assert_array_equal(norm.obs_rms.mean, envs.obs_normalizer(train).obs_rms.mean)
+    assert not norm.update_running_mean
