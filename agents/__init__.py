@@ -1,29 +1,16 @@
-"""Agents, the run loop, logging and checkpoints.
+"""Agents, their buffers, the run loop, logging and run directories; and the script API.
 
-``ALGOS`` maps an algorithm name to ``"module:ConfigClass:AgentClass"``; ``get_algo(name)`` imports it.
-Each agent module holds one typed config dataclass (its hyperparameters, the TOML ``[agent]`` table and
-the ``--set agent.key=value`` keys) and one agent class implementing ``agents.base.Agent``.
+    import agents
+    run = agents.train("dqn", env="CartPole-v1", seed=0)     # -> agents.Run (see agents.api)
+    run = agents.load("runs/CartPole-v1__dqn__0__1795640000")
+
+Where things are: ``registry`` (algorithm names), ``config`` (typed configs <-> TOML and ``--set``),
+``base`` (the agent contract), ``random``/``pg``/``dqn`` (the agents), ``replay``/``rollout``/``returns``
+(their buffers and return computations), ``loop`` (the only training loop), ``rundir`` (the run
+directory's layout), ``logger`` (TensorBoard/CSV/console), ``network_stats`` (looking inside networks).
 """
 
-from __future__ import annotations
+from agents.registry import ALGOS, UnknownAlgo, get_algo  # noqa: I001  (first: the modules below use it)
+from agents.api import Run, load, train
 
-import importlib
-
-ALGOS = {
-    "random": "agents.random:RandomConfig:RandomAgent",
-    "pg": "agents.pg:PGConfig:PGAgent",
-    "dqn": "agents.dqn:DQNConfig:DQNAgent",
-}
-
-
-class UnknownAlgo(ValueError):
-    pass
-
-
-def get_algo(name: str) -> tuple[type, type]:
-    """(ConfigClass, AgentClass) for an algorithm name."""
-    if name not in ALGOS:
-        raise UnknownAlgo(f"unknown algorithm {name!r}: choose one of {', '.join(ALGOS)}")
-    module, config_cls, agent_cls = ALGOS[name].split(":")
-    mod = importlib.import_module(module)
-    return getattr(mod, config_cls), getattr(mod, agent_cls)
+__all__ = ["ALGOS", "UnknownAlgo", "get_algo", "Run", "train", "load"]

@@ -16,6 +16,7 @@ tells TensorBoard to drop points a crashed attempt wrote past the checkpoint.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import sys
@@ -29,6 +30,24 @@ TAGS = (
     "charts/epsilon", "losses/td_loss", "losses/q_values", "losses/policy_loss", "losses/value_loss",
     "losses/entropy", "losses/grad_norm", "eval/episodic_return", "eval/episodic_return_std",
 )
+
+
+def hparam_value(v: Any) -> Any:
+    """A value as TensorBoard's HPARAMS tab takes it: None, lists and dicts as JSON, anything else as it is."""
+    return json.dumps(v) if v is None or isinstance(v, (list, tuple, dict)) else v
+
+
+def hparams_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config.json (``{"algo", "run": {...}, "agent": {...}}``) as flat ``section.key`` hparams."""
+    flat = {"algo": config["algo"]}
+    for section in ("run", "agent"):
+        for k, v in config[section].items():
+            flat[f"{section}.{k}"] = hparam_value(v)
+    return flat
+
+
+def markdown_table(hparams: dict[str, Any]) -> str:
+    return "| parameter | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in hparams.items())
 
 
 class Sink(Protocol):

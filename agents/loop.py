@@ -1,10 +1,14 @@
 """The one training loop: act -> env.step -> observe -> learn -> log -> evaluate -> checkpoint.
 
-The loop owns the envs, the clock, the logger and checkpoints; the agent only acts and learns. Every
-random number comes from one ``np.random.SeedSequence(seed)``, spawned into the agent's generator and
+The loop owns the envs, the clock, the logger, the checkpoints and the env-step counter; the agent only
+acts and learns (``agents.base.Agent``). A session runs in four parts: setup (envs, agent, seeds) ->
+resume (from the run directory's latest checkpoint, if asked) -> steps -> finish (final evaluation,
+checkpoint, result.json).
+
+Every random number comes from one ``np.random.SeedSequence(seed)``, spawned into the agent's generator and
 the seeds of the training and evaluation envs, so one seed fixes a whole run. A checkpoint holds the
-complete state (agent, envs, counters, current observation), so stopping at step N and resuming gives
-bit-for-bit the run that never stopped.
+complete state (agent, envs, ``LoopState``), so stopping at step N and resuming gives bit for bit the run
+that never stopped.
 
 Step counting: ``step`` counts real env transitions. Under NEXT_STEP autoreset the step after an
 episode ends only resets that sub-env; it is masked out (``valid``) and not counted. Within one vector
@@ -15,11 +19,11 @@ last transition, so every episode has its own point.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,47 +31,15 @@ from typing import Any, Callable
 import numpy as np
 
 import envs
-from agents import checkpoint as ckpt
-from agents import get_algo
 from agents.base import EnvInfo
-from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink
+from agents.config import RunConfig, TrainConfig
+from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table
+from agents.registry import get_algo
+from agents.rundir import CheckpointError, EvalRecord, RunDir
+from rlnn.checkpoint import flatten
 
-
-@dataclass
-class RunConfig:
-    """What the loop does, independent of the algorithm (the TOML ``[run]`` table)."""
-
-    env_id: str = "CartPole-v1"
-    seed: int = 0
-    total_steps: int = 100_000
-    num_envs: int = 1
-    normalize_obs: bool = False
-    eval_every: int = 5_000
-    eval_episodes: int = 10
-    stop_at_eval_return: float | None = None
-    checkpoint_every: int = 25_000
-    keep_checkpoints: int = 3
-    log_every: int = 1_000
-    network_log_every: int = 5_000
-    logdir: str = "runs"
-    env_kwargs: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        positive = ("total_steps", "num_envs", "eval_every", "checkpoint_every", "keep_checkpoints", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"run.{name} = {getattr(self, name)}: must be at least 1")
-        for name in ("eval_episodes", "network_log_every", "seed"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"run.{name} = {getattr(self, name)}: must be 0 or more")
-
-
-@dataclass
-class EvalRecord:
-    step: int
-    elapsed: float
-    mean: float
-    std: float
+__all__ = ["RunConfig", "EvalRecord", "RunResult", "LoopState", "TrainingDiverged", "train", "evaluate",
+           "seeds_for"]
 
 
 @dataclass
@@ -88,10 +60,42 @@ class Interrupted(Exception):
     pass
 
 
-def run_name(env_id: str, algo: str, seed: int, unix_time: int | None = None) -> str:
-    """CleanRL's ``{env}__{algo}__{seed}__{time}``."""
-    t = int(time.time()) if unix_time is None else unix_time
-    return f"{env_id.replace('/', '-')}__{algo}__{seed}__{t}"
+@dataclass
+class LoopState:
+    """The loop's whole state between two vector steps; a checkpoint's ``loop`` metadata and arrays."""
+
+    step: int                # real env transitions so far (the run's one env-step counter)
+    episodes: int            # finished training episodes
+    elapsed: float           # training seconds of the sessions before this one
+    next_eval: int           # the step at or after which the next greedy evaluation runs
+    next_ckpt: int
+    next_log: int
+    next_net_log: int
+    obs: np.ndarray          # (n, d) the current observations
+    prev_done: np.ndarray    # (n,) bool: sub-env i ended an episode on the last step (next row is a reset)
+
+    ARRAYS = ("obs", "prev_done")
+
+    @classmethod
+    def start(cls, run_cfg: RunConfig, obs: np.ndarray) -> "LoopState":
+        return cls(step=0, episodes=0, elapsed=0.0, next_eval=run_cfg.eval_every,
+                   next_ckpt=run_cfg.checkpoint_every, next_log=run_cfg.log_every,
+                   next_net_log=run_cfg.network_log_every, obs=obs,
+                   prev_done=np.zeros(len(obs), dtype=bool))
+
+    def meta(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.ARRAYS}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.ARRAYS}
+
+    @classmethod
+    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], path: str) -> "LoopState":
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in (arrays if n in cls.ARRAYS else meta)]
+        if missing:
+            raise CheckpointError(f"{path}: loop state lacks {', '.join(missing)}")
+        return cls(**{n: arrays[n].copy() if n in cls.ARRAYS else meta[n] for n in names})
 
 
 def seeds_for(seed: int) -> tuple[np.random.Generator, int, int]:
@@ -104,8 +108,7 @@ def seeds_for(seed: int) -> tuple[np.random.Generator, int, int]:
 def evaluate(agent, env, seed: int, max_steps: int = 100_000) -> np.ndarray:
     """Greedy returns of one episode per sub-env of ``env`` (reset with ``seed``)."""
     obs, _ = env.reset(seed=seed)
-    n = env.num_envs
-    returns = np.full(n, np.nan)
+    returns = np.full(env.num_envs, np.nan)
     for _ in range(max_steps):
         obs, _, _, _, info = env.step(agent.act(obs, greedy=True))
         if "_episode" in info:
@@ -114,27 +117,6 @@ def evaluate(agent, env, seed: int, max_steps: int = 100_000) -> np.ndarray:
             if not np.isnan(returns).any():
                 break
     return returns[~np.isnan(returns)]
-
-
-def config_dict(algo: str, run_cfg: RunConfig, agent_cfg: Any) -> dict[str, Any]:
-    return {"algo": algo, "run": dataclasses.asdict(run_cfg), "agent": dataclasses.asdict(agent_cfg)}
-
-
-def hparam_value(v: Any) -> Any:
-    """A value as TensorBoard's HPARAMS tab takes it: None, lists and dicts as JSON, anything else as it is."""
-    return json.dumps(v) if v is None or isinstance(v, (list, tuple, dict)) else v
-
-
-def hparams_of(cfg: dict[str, Any]) -> dict[str, Any]:
-    flat = {"algo": cfg["algo"]}
-    for section in ("run", "agent"):
-        for k, v in cfg[section].items():
-            flat[f"{section}.{k}"] = hparam_value(v)
-    return flat
-
-
-def markdown_table(hparams: dict[str, Any]) -> str:
-    return "| parameter | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in hparams.items())
 
 
 class _StopFlag:
@@ -146,7 +128,7 @@ class _StopFlag:
         self._old: dict[int, Any] = {}
 
     def __enter__(self):
-        if threading_main():
+        if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)
         return self
@@ -162,12 +144,6 @@ class _StopFlag:
         return False
 
 
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def train(
     algo: str,
     run_cfg: RunConfig,
@@ -181,197 +157,237 @@ def train(
     """Train ``algo`` as ``run_cfg`` says; log and checkpoint into ``run_dir`` (made if None).
 
     With ``resume=True`` the latest checkpoint of ``run_dir`` is loaded and training continues until
-    ``run_cfg.total_steps``. Returns a RunResult; raises TrainingDiverged on a non-finite quantity.
+    ``run_cfg.total_steps``. ``callback(info)`` is called after every vector step (and after the final
+    evaluation) with the step, agent, metrics, env, obs and the evaluation record, if one ran.
+    Returns a RunResult; raises TrainingDiverged on a non-finite quantity.
     """
-    config_cls, agent_cls = get_algo(algo)
-    agent_cfg = config_cls() if agent_cfg is None else agent_cfg
-    stream = stream or sys.stdout
-    envs.check_env_id(run_cfg.env_id)
+    config_cls, _ = get_algo(algo)
+    cfg = TrainConfig(algo, run_cfg, config_cls() if agent_cfg is None else agent_cfg)
+    if run_dir is None:
+        run_dir = os.path.join(run_cfg.logdir, RunDir.name(run_cfg.env_id, algo, run_cfg.seed))
+    session = _Session(cfg, RunDir(run_dir), console, stream or sys.stdout, callback)
+    return session.run(resume)
 
-    agent_rng, env_seed, eval_seed = seeds_for(run_cfg.seed)
-    env = envs.make_vec_env(run_cfg.env_id, run_cfg.num_envs, seed=env_seed, normalize_obs=run_cfg.normalize_obs,
-                            **run_cfg.env_kwargs)
-    envs.check_spaces(env.single_observation_space, env.single_action_space,
-                      discrete_actions=getattr(agent_cls, "requires_discrete", True))
-    eval_env = (envs.make_eval_env(run_cfg.env_id, run_cfg.eval_episodes, env, **run_cfg.env_kwargs)
-                if run_cfg.eval_episodes > 0 else None)
-    agent = agent_cls(agent_cfg, EnvInfo.from_env(env), agent_rng)
 
-    obs, _ = env.reset(seed=env_seed)
-    prev_done = np.zeros(env.num_envs, dtype=bool)
-    step, episodes, elapsed_before = 0, 0, 0.0
-    next_eval, next_ckpt, next_log = run_cfg.eval_every, run_cfg.checkpoint_every, run_cfg.log_every
-    next_net_log = run_cfg.network_log_every
-    cfg = config_dict(algo, run_cfg, agent_cfg)
+class _Session:
+    """One training session of one run: setup -> resume -> steps -> finish."""
 
-    if resume:
-        path = ckpt.latest_checkpoint(run_dir)
-        meta, state = ckpt.load(path)
-        if meta["algo"] != algo:
-            raise ckpt.CheckpointError(f"{path}: checkpoint of algorithm {meta['algo']!r}, not {algo!r}")
+    def __init__(self, cfg: TrainConfig, run_dir: RunDir, console: bool, stream, callback):
+        self.cfg, self.run_dir, self.console, self.stream, self.callback = cfg, run_dir, console, stream, callback
+        self.result = RunResult(run_dir=run_dir.path, step=0, episodes=0, status="done")
+        self.last_metrics: dict[str, float] = {}
+        self._setup()
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        run, (_, agent_cls) = self.cfg.run, get_algo(self.cfg.algo)
+        envs.check_env_id(run.env_id)
+        agent_rng, self.env_seed, self.eval_seed = seeds_for(run.seed)
+        self.env = envs.make_vec_env(run.env_id, run.num_envs, seed=self.env_seed,
+                                     normalize_obs=run.normalize_obs, **run.env_kwargs)
+        envs.check_spaces(self.env.single_observation_space, self.env.single_action_space,
+                          discrete_actions=agent_cls.requires_discrete)
+        self.eval_env = (envs.make_eval_env(run.env_id, run.eval_episodes, self.env, **run.env_kwargs)
+                         if run.eval_episodes > 0 else None)
+        self.agent = agent_cls(self.cfg.agent, EnvInfo.from_env(self.env), agent_rng)
+        obs, _ = self.env.reset(seed=self.env_seed)
+        self.state = LoopState.start(run, obs)
+
+    def _resume(self) -> None:
+        path = self.run_dir.latest_checkpoint()
+        meta, arrays = self.run_dir.load_checkpoint(path)
+        if meta.get("algo") != self.cfg.algo:
+            raise CheckpointError(f"{path}: checkpoint of algorithm {meta.get('algo')!r}, not {self.cfg.algo!r}")
         try:
-            agent.load_state_dict(state["agent"])
+            self.agent.load_state_dict(arrays["agent"])
         except (KeyError, ValueError) as e:
-            raise ckpt.CheckpointError(f"{path}: does not match this agent ({e})") from None
-        if not envs.load_env_state(env, ckpt.flatten(state["env"])):
-            print(f"note: {run_cfg.env_id} cannot be restored exactly; its episodes restart", file=stream)
-            obs, _ = env.reset(seed=env_seed + meta["step"])
-            prev_done[:] = False
-        else:
-            obs = state["loop"]["obs"].copy()
-            prev_done = state["loop"]["prev_done"].copy()
-        step, episodes, elapsed_before = meta["step"], meta["episodes"], meta["elapsed"]
-        next_eval, next_ckpt, next_log = meta["next_eval"], meta["next_ckpt"], meta["next_log"]
-        next_net_log = meta.get("next_net_log", next_net_log)
-    else:
-        if run_dir is None:
-            run_dir = os.path.join(run_cfg.logdir, run_name(run_cfg.env_id, algo, run_cfg.seed))
-        os.makedirs(run_dir, exist_ok=True)
-        write_json(os.path.join(run_dir, "config.json"), cfg)
+            raise CheckpointError(f"{path}: does not match this agent ({e})") from None
+        state = LoopState.from_checkpoint(meta.get("loop", {}), arrays.get("loop", {}), path)
+        # envs.env_state names its entries with "/" keys, which the checkpoint stored as a nested dict
+        if not envs.load_env_state(self.env, flatten(arrays.get("env", {}))):
+            print(f"note: {self.cfg.run.env_id} cannot be restored exactly; its episodes restart", file=self.stream)
+            state.obs, _ = self.env.reset(seed=self.env_seed + state.step)
+            state.prev_done[:] = False
+        self.state = state
 
-    sinks: list = [TensorBoardSink(run_dir, resume_step=step if resume else None),
-                   CSVSink(os.path.join(run_dir, "progress.csv"), resume_step=step if resume else None)]
-    if console:
-        sinks.append(ConsoleSink(run_cfg.total_steps, stream=stream))
-    logger = Logger(sinks)
-    if not resume:
-        hp = hparams_of(cfg)
-        logger.hparams(hp, start_time=time.time())
-        logger.text("hyperparameters", markdown_table(hp), 0)
-    if console:
-        print(f"run: {run_dir}\nwatch: tensorboard --logdir {os.path.dirname(os.path.abspath(run_dir))}",
-              file=stream, flush=True)
+    def _open_logger(self, resumed: bool) -> None:
+        at = self.state.step if resumed else None
+        sinks: list = [TensorBoardSink(self.run_dir.path, resume_step=at),
+                       CSVSink(self.run_dir.progress_path, resume_step=at)]
+        if self.console:
+            sinks.append(ConsoleSink(self.cfg.run.total_steps, stream=self.stream))
+        self.logger = Logger(sinks)
+        if not resumed:
+            hp = hparams_of(self.cfg.to_dict())
+            self.logger.hparams(hp, start_time=time.time())
+            self.logger.text("hyperparameters", markdown_table(hp), 0)
+        self.inspector = None
+        if self.cfg.run.network_log_every > 0:
+            from agents.network_stats import NetworkInspector
 
-    result = RunResult(run_dir=run_dir, step=step, episodes=episodes, status="done")
-    inspector = None
-    if run_cfg.network_log_every > 0:
-        from agents.network_stats import NetworkInspector
+            self.inspector = NetworkInspector(self.agent)
 
-        inspector = NetworkInspector(agent)
+    # -------------------------------------------------------------------- run
+    def run(self, resume: bool) -> RunResult:
+        try:
+            if resume:
+                self._resume()
+            else:
+                RunDir.create(self.run_dir.path).write_config(self.cfg.to_dict())
+            self._open_logger(resume)
+        except BaseException:
+            self._close_envs()
+            raise
+        if self.console:
+            print(f"run: {self.run_dir}\nwatch: tensorboard --logdir "
+                  f"{os.path.dirname(os.path.abspath(self.run_dir.path))}", file=self.stream, flush=True)
+        self.t0, self.session_start_step = time.perf_counter(), self.state.step
+        self.result.step, self.result.episodes = self.state.step, self.state.episodes
+        try:
+            with _StopFlag() as stop:
+                self._steps(stop)
+            self._finish()
+        except (Interrupted, KeyboardInterrupt):
+            self._interrupted()
+        finally:
+            self.logger.close()
+            self._close_envs()
+            if self.console:
+                print(f"events and checkpoints in {self.run_dir}", file=self.stream, flush=True)
+        return self._write_result()
 
-    t0 = time.perf_counter()
-    session_start_step = step
-    last_metrics: dict[str, float] = {}
+    def _steps(self, stop: _StopFlag) -> None:
+        target = self.cfg.run.stop_at_eval_return
+        while self.state.step < self.cfg.run.total_steps:
+            if stop.signum is not None:
+                raise Interrupted
+            metrics = self._env_step()
+            record = self._periodic(metrics)
+            self.logger.tick()
+            if record is not None and target is not None and record.mean >= target:
+                self.result.status = "target_reached"
+                return
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - t0
+    def _env_step(self) -> dict[str, float]:
+        """One vector step: act, step the envs, let the agent observe and learn; returns its metrics."""
+        s = self.state
+        actions = self.agent.act(s.obs, s.step)
+        next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+        valid = ~s.prev_done
+        self.agent.observe(s.obs, actions, rewards, next_obs, terminated, truncated, valid)
+        prev_step = s.step
+        s.step += int(np.count_nonzero(valid))
+        s.prev_done = terminated | truncated
+        s.obs = next_obs
+        if "_episode" in info:
+            self._log_episodes(info, prev_step + np.cumsum(valid))
+        metrics = self.agent.learn(s.step)
+        if metrics:
+            self.last_metrics = metrics
+        return metrics
 
-    def save_checkpoint() -> str:
-        path = ckpt.checkpoint_path(run_dir, step)
-        meta = {"algo": algo, "step": step, "episodes": episodes, "elapsed": elapsed(),
-                "next_eval": next_eval, "next_ckpt": next_ckpt, "next_log": next_log,
-                "next_net_log": next_net_log, "config": cfg}
-        ckpt.save(path, meta, {"agent": agent.state_dict(), "env": envs.env_state(env),
-                               "loop": {"obs": obs, "prev_done": prev_done}})
-        ckpt.prune(run_dir, run_cfg.keep_checkpoints)
-        return path
+    def _log_episodes(self, info: dict, transition_step: np.ndarray) -> None:
+        # The vector step's transitions are counted in env order, so two episodes ending in the same
+        # vector step get distinct steps (TensorBoard keeps one point per step).
+        done_idx = np.flatnonzero(info["_episode"])
+        for i in done_idx:
+            r, length, at = float(info["episode"]["r"][i]), int(info["episode"]["l"][i]), int(transition_step[i])
+            self.logger.scalar("charts/episodic_return", r, at)
+            self.logger.scalar("charts/episodic_length", length, at)
+            self.result.episode_returns.append((at, r))
+        self.state.episodes += len(done_idx)
 
-    def check_finite(metrics: dict[str, float]) -> None:
-        for tag, value in metrics.items():
+    def _periodic(self, metrics: dict[str, float]) -> EvalRecord | None:
+        """What runs every so many steps: logging, network statistics, evaluation, checkpoint, callback."""
+        s, run = self.state, self.cfg.run
+        if s.step >= s.next_log:
+            s.next_log += run.log_every * max(1, math.ceil((s.step - s.next_log + 1) / run.log_every))
+            self._check_finite()
+            self.logger.scalars(self.last_metrics, s.step)
+            sps = (s.step - self.session_start_step) / max(1e-9, time.perf_counter() - self.t0)
+            self.logger.scalar("charts/SPS", sps, s.step)
+            self.logger.scalar("charts/elapsed_seconds", self._elapsed(), s.step)
+        if self.inspector is not None and s.step >= s.next_net_log:
+            s.next_net_log += run.network_log_every
+            self.inspector.log(self.logger, s.step)
+        record = None
+        if self.eval_env is not None and s.step >= s.next_eval:
+            s.next_eval += run.eval_every
+            record = self._evaluate()
+        if s.step >= s.next_ckpt:
+            s.next_ckpt += run.checkpoint_every
+            self._check_finite()
+            self._save_checkpoint()
+        self._call_back(metrics, record)
+        return record
+
+    # ----------------------------------------------------------------- finish
+    def _finish(self) -> None:
+        """The final greedy evaluation (unless one just ran) and the last checkpoint."""
+        evals = self.result.evals
+        if self.eval_env is not None and (not evals or evals[-1].step != self.state.step):
+            self._call_back({}, self._evaluate())
+        self._check_finite()
+        self._save_checkpoint()
+
+    def _interrupted(self) -> None:
+        self.result.status = "interrupted"
+        try:
+            self._check_finite()
+            path = self._save_checkpoint()
+            print(f"\ninterrupted at step {self.state.step:,}: checkpoint {path}", file=self.stream)
+        except TrainingDiverged:
+            pass
+
+    def _write_result(self) -> RunResult:
+        r, s = self.result, self.state
+        r.step, r.episodes = s.step, s.episodes
+        self.run_dir.write_result({
+            "status": r.status, "step": s.step, "episodes": s.episodes, "total_steps": self.cfg.run.total_steps,
+            "final_eval": dataclasses.asdict(r.evals[-1]) if r.evals else None})
+        return r
+
+    def _close_envs(self) -> None:
+        self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
+
+    # ---------------------------------------------------------------- helpers
+    def _elapsed(self) -> float:
+        return self.state.elapsed + time.perf_counter() - self.t0
+
+    def _evaluate(self) -> EvalRecord:
+        s = self.state
+        envs.sync_normalizer(self.eval_env, self.env)
+        returns = evaluate(self.agent, self.eval_env, seed=(self.eval_seed + s.step) % 2**31)
+        record = EvalRecord(step=s.step, elapsed=self._elapsed(), mean=float(returns.mean()),
+                            std=float(returns.std()))
+        self.logger.scalar("eval/episodic_return", record.mean, s.step)
+        self.logger.scalar("eval/episodic_return_std", record.std, s.step)
+        self.logger.scalar("charts/elapsed_seconds", record.elapsed, s.step)
+        self.result.evals.append(record)
+        return record
+
+    def _save_checkpoint(self) -> str:
+        s = self.state
+        loop_meta = dict(s.meta(), elapsed=self._elapsed())
+        meta = {"algo": self.cfg.algo, "config": self.cfg.to_dict(), "loop": loop_meta}
+        arrays = {"agent": self.agent.state_dict(), "env": envs.env_state(self.env), "loop": s.arrays()}
+        return self.run_dir.save_checkpoint(s.step, meta, arrays, self.cfg.run.keep_checkpoints)
+
+    def _check_finite(self) -> None:
+        step = self.state.step
+        for tag, value in self.last_metrics.items():
             if not math.isfinite(value):
                 raise TrainingDiverged(f"step {step}: {tag} is {value}; stopped, last good checkpoint kept")
-        for name, net in agent.networks().items():
+        for name, net in self.agent.networks().items():
             if not np.isfinite(net.flat_params).all():
                 raise TrainingDiverged(f"step {step}: parameters of network {name!r} are not finite; "
                                        "stopped, last good checkpoint kept")
 
-    try:
-        with _StopFlag() as stop:
-            while step < run_cfg.total_steps:
-                if stop.signum is not None:
-                    raise Interrupted
-                actions = agent.act(obs)
-                next_obs, rewards, terminated, truncated, info = env.step(actions)
-                valid = ~prev_done
-                agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
-                prev_step = step
-                step += int(np.count_nonzero(valid))
-                prev_done = terminated | truncated
-                obs = next_obs
-                if "_episode" in info:
-                    # The vector step's transitions are counted in env order, so two episodes ending in
-                    # the same vector step get distinct steps (TensorBoard keeps one point per step).
-                    transition_step = prev_step + np.cumsum(valid)
-                    done_idx = np.flatnonzero(info["_episode"])
-                    for i in done_idx:
-                        r, length = float(info["episode"]["r"][i]), int(info["episode"]["l"][i])
-                        at = int(transition_step[i])
-                        logger.scalar("charts/episodic_return", r, at)
-                        logger.scalar("charts/episodic_length", length, at)
-                        result.episode_returns.append((at, r))
-                    episodes += len(done_idx)
+    def _call_back(self, metrics: dict[str, float], record: EvalRecord | None) -> None:
+        if self.callback is not None:
+            s = self.state
+            self.callback({"step": s.step, "agent": self.agent, "metrics": metrics, "env": self.env,
+                           "obs": s.obs, "eval": record})
 
-                metrics = agent.learn(step)
-                if metrics:
-                    last_metrics = metrics
-                if step >= next_log:
-                    next_log += run_cfg.log_every * max(1, math.ceil((step - next_log + 1) / run_cfg.log_every))
-                    check_finite(last_metrics)
-                    logger.scalars(last_metrics, step)
-                    logger.scalar("charts/SPS", (step - session_start_step) / max(1e-9, time.perf_counter() - t0), step)
-                    logger.scalar("charts/elapsed_seconds", elapsed(), step)
-                if inspector is not None and step >= next_net_log:
-                    next_net_log += run_cfg.network_log_every
-                    inspector.log(logger, step)
-                record = None
-                if eval_env is not None and step >= next_eval:
-                    next_eval += run_cfg.eval_every
-                    record = _evaluate_and_log(agent, eval_env, env, eval_seed, step, elapsed(), logger)
-                    result.evals.append(record)
-                if step >= next_ckpt:
-                    next_ckpt += run_cfg.checkpoint_every
-                    check_finite(last_metrics)
-                    save_checkpoint()
-                if callback is not None:
-                    callback({"step": step, "agent": agent, "metrics": metrics, "env": env, "obs": obs,
-                              "eval": record})
-                logger.tick()
-                if record is not None and run_cfg.stop_at_eval_return is not None \
-                        and record.mean >= run_cfg.stop_at_eval_return:
-                    result.status = "target_reached"
-                    break
-        if eval_env is not None and (not result.evals or result.evals[-1].step != step):
-            record = _evaluate_and_log(agent, eval_env, env, eval_seed, step, elapsed(), logger)
-            result.evals.append(record)
-            if callback is not None:
-                callback({"step": step, "agent": agent, "metrics": {}, "env": env, "obs": obs, "eval": record})
-        check_finite(last_metrics)
-        save_checkpoint()
-    except (Interrupted, KeyboardInterrupt):
-        result.status = "interrupted"
-        try:
-            check_finite(last_metrics)
-            path = save_checkpoint()
-            print(f"\ninterrupted at step {step:,}: checkpoint {path}", file=stream)
-        except TrainingDiverged:
-            pass
-    finally:
-        logger.close()
-        env.close()
-        if eval_env is not None:
-            eval_env.close()
-        if console:
-            print(f"events and checkpoints in {run_dir}", file=stream, flush=True)
-    result.step, result.episodes = step, episodes
-    write_json(os.path.join(run_dir, "result.json"), {
-        "status": result.status, "step": step, "episodes": episodes, "total_steps": run_cfg.total_steps,
-        "final_eval": dataclasses.asdict(result.evals[-1]) if result.evals else None})
-    return result
-
-
-def write_json(path: str, data: Any) -> None:
-    """``data`` as indented JSON, written atomically (a temporary file, then ``os.replace``)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
-def _evaluate_and_log(agent, eval_env, train_env, eval_seed: int, step: int, elapsed: float, logger: Logger) -> EvalRecord:
-    envs.sync_normalizer(eval_env, train_env)
-    returns = evaluate(agent, eval_env, seed=(eval_seed + step) % 2**31)
-    record = EvalRecord(step=step, elapsed=elapsed, mean=float(returns.mean()), std=float(returns.std()))
-    logger.scalar("eval/episodic_return", record.mean, step)
-    logger.scalar("eval/episodic_return_std", record.std, step)
-    logger.scalar("charts/elapsed_seconds", elapsed, step)
-    return record

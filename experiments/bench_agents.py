@@ -1,9 +1,9 @@
-"""Benchmark an agent's preset over seeds: does it solve CartPole-v1, how fast, and does it stay solved?
+"""Benchmark an agent's preset over seeds: does it solve the env, how fast, and does it stay solved?
 
-    python experiments/bench_agents.py --algo dqn --seeds 0-9 [--workers 1] [--set agent.lr=1e-3]
+    python experiments/bench_agents.py --algo dqn [--env CartPole-v1] --seeds 0-9 [--workers 1] [--set agent.lr=1e-3]
 
 Per seed: env steps and wall seconds to the first greedy evaluation (run.eval_episodes episodes) with
-mean return >= the threshold (475 = CartPole-v1's registry threshold), SPS, and a final greedy evaluation
+mean return >= the threshold (default: the env's registry threshold, 475 for CartPole-v1), SPS, and a final greedy evaluation
 of 20 episodes on fresh envs after the full budget. Then the summary: solved k/n, median and IQR.
 Runs one seed at a time by default: two runs on two cores would make every timing wrong.
 """
@@ -17,33 +17,28 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-import numpy as np
-
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from agents.loop import evaluate, train  # noqa: E402
-from experiments import config  # noqa: E402
+import experiments  # noqa: E402,F401  (first: one BLAS thread)
+import numpy as np  # noqa: E402
+
+import agents  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
-from experiments.evaluate import _frozen_env, load_agent  # noqa: E402
 
 
-def run_seed(algo: str, seed: int, sets: list[str], total_steps: int | None, logdir: str, threshold: float,
-             final_episodes: int) -> dict:
-    run_cfg, agent_cfg, _ = config.build(algo, "CartPole-v1", None, sets,
-                                         {"seed": seed, "total_steps": total_steps, "logdir": logdir})
+def run_seed(algo: str, env: str, seed: int, sets: list[str], total_steps: int | None, logdir: str,
+             threshold: float, final_episodes: int) -> dict:
     t0 = time.perf_counter()
-    result = train(algo, run_cfg, agent_cfg, console=False)
+    run = agents.train(algo, env=env, seed=seed, total_steps=total_steps, set=agents.config.parse_sets(sets),
+                       logdir=logdir, quiet=True)
     wall = time.perf_counter() - t0
-    solved = next((e for e in result.evals if e.mean >= threshold), None)
-    _, run_cfg, agent, env_state, _ = load_agent(result.run_dir)
-    env = _frozen_env(run_cfg, final_episodes, env_state)
-    final = evaluate(agent, env, seed=10_000 + seed)
-    env.close()
+    solved = next((e for e in run.evals if e.mean >= threshold), None)
+    final = run.evaluate(final_episodes, seed=10_000 + seed)
     return {"seed": seed, "solved_step": solved.step if solved else None,
-            "solved_seconds": solved.elapsed if solved else None, "steps": result.step,
-            "sps": result.step / wall, "wall": wall, "final_mean": float(final.mean()),
-            "final_std": float(final.std()), "run_dir": result.run_dir}
+            "solved_seconds": solved.elapsed if solved else None, "steps": run.step,
+            "sps": run.step / wall, "wall": wall, "final_mean": float(final.mean()),
+            "final_std": float(final.std()), "run_dir": run.run_dir}
 
 
 def _q(x: list[float]) -> str:
@@ -56,17 +51,22 @@ def _q(x: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", required=True, choices=["pg", "dqn"])
+    p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--seeds", default="0-9")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--total-steps", type=int)
     p.add_argument("--set", action="append", default=[])
-    p.add_argument("--threshold", type=float, default=475.0)
+    p.add_argument("--threshold", type=float, help="default: the env's registry reward threshold")
     p.add_argument("--final-episodes", type=int, default=20)
     p.add_argument("--logdir", default=None, help="where runs go (default: a temporary directory)")
     args = p.parse_args(argv)
     seeds = parse_seeds(args.seeds)
+    if args.threshold is None:
+        import gymnasium as gym
+
+        args.threshold = gym.spec(args.env).reward_threshold
     logdir = args.logdir or tempfile.mkdtemp(prefix=f"bench_{args.algo}_")
-    jobs = [(args.algo, s, args.set, args.total_steps, logdir, args.threshold, args.final_episodes) for s in seeds]
+    jobs = [(args.algo, args.env, s, args.set, args.total_steps, logdir, args.threshold, args.final_episodes) for s in seeds]
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:
             rows = list(pool.map(run_seed, *zip(*jobs)))
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             r = rows[-1]
             print(f"  seed {r['seed']} done in {r['wall']:.1f} s", file=sys.stderr, flush=True)
 
-    print(f"\n{args.algo} preset on CartPole-v1, seeds {args.seeds}, workers {args.workers} "
+    print(f"\n{args.algo} preset on {args.env}, seeds {args.seeds}, workers {args.workers} "
           f"(solved = greedy eval mean >= {args.threshold:g}; final = {args.final_episodes} greedy episodes)\n")
     print("| seed | steps to solve | seconds to solve | SPS | total steps | final eval |")
     print("|---|---|---|---|---|---|")

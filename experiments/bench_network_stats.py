@@ -17,16 +17,17 @@ import time
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import experiments  # noqa: E402,F401  (first: one BLAS thread)
+from agents import config  # noqa: E402
 from agents.loop import train  # noqa: E402
-from experiments import config  # noqa: E402
 
 
 def timed_run(algo: str, steps: int, every: int, logdir: str) -> float:
-    run_cfg, agent_cfg, _ = config.build(algo, "CartPole-v1", None, [
+    cfg = config.build(algo, "CartPole-v1", None, [
         f"run.network_log_every={every}", "run.eval_episodes=0", f"run.checkpoint_every={steps}"],
         {"total_steps": steps, "logdir": logdir, "seed": 0})
     t0 = time.perf_counter()
-    train(algo, run_cfg, agent_cfg, console=False)
+    train(algo, cfg.run, cfg.agent, console=False)
     return time.perf_counter() - t0
 
 

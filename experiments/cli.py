@@ -6,23 +6,16 @@ line ``rlnn: error: ...`` and exit 2, with no traceback. A diverged run exits 1,
 
 from __future__ import annotations
 
-import os
-
-# Tiny matrices: BLAS threads only spin and steal the core another run could use (measured in
-# experiments/bench_nn.py). Set before NumPy loads; a user's own setting wins.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 import argparse
-import json
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+import experiments  # noqa: F401  (first: pins BLAS threads before NumPy loads)
 from agents import ALGOS, UnknownAlgo
-from agents.checkpoint import CheckpointError
+from agents.config import ConfigError
 from agents.loop import TrainingDiverged
 from envs import EnvError
-from experiments.config import ConfigError
+from rlnn.checkpoint import CheckpointError
 
 USER_ERRORS = (ConfigError, EnvError, CheckpointError, UnknownAlgo)
 
@@ -39,33 +32,27 @@ class UsageError(ValueError):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from agents import config
     from agents.loop import train
-    from experiments import config
+    from agents.rundir import RunDir
 
     if args.resume:
-        cfg_path = os.path.join(args.resume, "config.json")
-        if not os.path.exists(cfg_path):
-            raise CheckpointError(f"{args.resume}: not a run directory (no config.json)")
-        with open(cfg_path) as f:
-            saved = json.load(f)
-        algo = saved["algo"]
-        if args.algo and args.algo != algo:
-            raise ConfigError(f"--algo {args.algo} does not match the run's algorithm {algo}")
-        run_cfg, agent_cfg = config.from_saved(algo, saved)
+        rd = RunDir(args.resume)
+        cfg = config.TrainConfig.from_dict(rd.read_config(), rd.file(RunDir.CONFIG))
+        if args.algo and args.algo != cfg.algo:
+            raise ConfigError(f"--algo {args.algo} does not match the run's algorithm {cfg.algo}")
+        run_cfg = cfg.run
         if args.total_steps is not None:
             run_cfg = config.update(run_cfg, {"total_steps": args.total_steps}, "run")
-        result = train(algo, run_cfg, agent_cfg, run_dir=args.resume, resume=True, console=not args.quiet)
+        result = train(cfg.algo, run_cfg, cfg.agent, run_dir=args.resume, resume=True, console=not args.quiet)
     else:
-        algo = args.algo or "pg"
-        if algo not in ALGOS:
-            raise UnknownAlgo(f"unknown algorithm {algo!r}: choose one of {', '.join(ALGOS)}")
         overrides = {"seed": args.seed, "total_steps": args.total_steps, "logdir": args.logdir}
-        run_cfg, agent_cfg, preset = config.build(algo, args.env, args.config, args.set, overrides)
+        cfg = config.build(args.algo, args.env, args.config, args.set, overrides)
         if not args.quiet:
-            source = args.config or (f"preset {preset}" if preset else "defaults")
-            print(f"rlnn train: {algo} on {run_cfg.env_id}, seed {run_cfg.seed}, "
-                  f"{run_cfg.total_steps:,} steps ({source})")
-        result = train(algo, run_cfg, agent_cfg, run_dir=args.run_dir, console=not args.quiet)
+            sources = [f"preset {cfg.preset}" if cfg.preset else "defaults"] + ([args.config] if args.config else [])
+            print(f"rlnn train: {cfg.algo} on {cfg.run.env_id}, seed {cfg.run.seed}, "
+                  f"{cfg.run.total_steps:,} steps ({' + '.join(sources)})")
+        result = train(cfg.algo, cfg.run, cfg.agent, run_dir=args.run_dir, console=not args.quiet)
     if result.evals and not args.quiet:
         last = result.evals[-1]
         print(f"final greedy eval at step {last.step:,}: {last.mean:.1f} ± {last.std:.1f}")
@@ -79,7 +66,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from experiments import config
+    from agents import config
 
     print("algorithms:")
     for name in ALGOS:
@@ -98,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train an agent (or resume a run)")
-    t.add_argument("--algo", choices=list(ALGOS), help="algorithm (default pg)")
+    t.add_argument("--algo", choices=list(ALGOS), help="algorithm (default: the --config file's algo, else pg)")
     t.add_argument("--env", help="Gymnasium env id (default CartPole-v1)")
     t.add_argument("--seed", type=int)
     t.add_argument("--total-steps", type=int, help="the run's total env steps (also when resuming)")
@@ -131,7 +118,7 @@ def _extensions():
     """Subcommands defined in other experiments modules (compare, report, check-gradients, ...)."""
     import importlib
 
-    for module in ("experiments.compare", "experiments.gradcheck_cmd", "experiments.sweep"):
+    for module in ("experiments.compare", "experiments.report", "experiments.gradcheck_cmd", "experiments.sweep"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

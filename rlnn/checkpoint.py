@@ -1,6 +1,12 @@
-"""Save and load a network (and optionally its optimizer state) as one ``.npz``.
+"""Checkpoints as data: ``.npz`` files of plain arrays, read with ``allow_pickle=False``, written atomically.
 
-File layout (a plain zip of .npy arrays, read with ``allow_pickle=False``):
+Two formats share one writer and one error class:
+
+* a network (``save`` / ``load``), the layout below;
+* a tree of arrays with JSON metadata (``save_tree`` / ``load_tree``), used for whole-run checkpoints:
+  nested dicts are flattened with "/" in the keys and the metadata is a 0-d string array ``__meta__``.
+
+Network file layout:
 
     config          uint8 array holding UTF-8 JSON: format version, the
                     network's sizes / activation names / dtype, and the
@@ -8,15 +14,13 @@ File layout (a plain zip of .npy arrays, read with ``allow_pickle=False``):
     flat_params     the network's parameter vector
     optimizer/NAME  each optimizer state array (moments, ...), if saved
 
-``save`` writes to a temporary file in the same directory and renames it over
-``path`` (os.replace), so a crash never leaves a half-written checkpoint.
-The file is written to exactly ``path`` (no ``.npz`` is appended).
+Every file is written to a temporary file in the same directory, flushed to disk and renamed over
+``path`` (os.replace), so a crash never leaves a half-written file under the final name; the file is
+written to exactly ``path`` (no ``.npz`` is appended). Anything wrong with a file (missing, truncated,
+corrupt, inconsistent shapes) raises :class:`CheckpointError` (a ValueError) naming the file.
 
-``load(path) -> (net, optimizer_state)`` where optimizer_state is None or a
-dict for ``optimizer.load_state_dict``; together with the step counter that
-restores a run bit for bit.  Anything wrong with the file (missing,
-truncated, corrupt, inconsistent shapes) raises :class:`CheckpointError`
-(a ValueError) naming the file and the problem.
+``load(path) -> (net, optimizer_state)`` where optimizer_state is None or a dict for
+``optimizer.load_state_dict``; together with the step counter that restores a run bit for bit.
 """
 import json
 import os
@@ -27,10 +31,13 @@ import numpy as np
 
 from .mlp import MLP
 
-__all__ = ["save", "load", "CheckpointError", "FORMAT_VERSION"]
+__all__ = ["save", "load", "save_tree", "load_tree", "write_npz", "read_npz", "flatten", "unflatten",
+           "CheckpointError", "FORMAT_VERSION", "TMP_SUFFIX"]
 
 FORMAT_VERSION = 1
 _OPT_PREFIX = "optimizer/"
+_META = "__meta__"
+TMP_SUFFIX = ".tmp"     # temporary files are ".{name}.{random}.tmp" beside the target
 
 
 class CheckpointError(ValueError):
@@ -64,19 +71,7 @@ def save(path, net, optimizer=None):
     text = json.dumps(config, sort_keys=True)
     arrays["config"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_npz(path, arrays)
 
 
 def load(path):
@@ -91,13 +86,7 @@ def load(path):
     def fail(problem):
         return CheckpointError(f"cannot load checkpoint {path!r}: {problem}")
 
-    if not os.path.isfile(path):
-        raise fail("no such file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}   # reads (and CRC-checks) all
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise fail(f"not a readable .npz file (truncated or corrupt?): {err}") from None
+    arrays = read_npz(path)
     try:
         config = json.loads(arrays.pop("config").tobytes().decode("utf-8"))
     except KeyError:
@@ -130,3 +119,83 @@ def load(path):
                        f"expected ({net.num_params()},)")
         opt_state[key[len(_OPT_PREFIX):]] = value
     return net, opt_state
+
+
+# ------------------------------------------------------------------ the shared file layer
+
+def write_npz(path, arrays: dict) -> None:
+    """``arrays`` (name -> array) to ``path`` atomically: temporary file, fsync, ``os.replace``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_npz(path) -> dict:
+    """Every array of an ``.npz`` file, read with ``allow_pickle=False``; CheckpointError naming the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"cannot load checkpoint {path!r}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}   # reads (and CRC-checks) all
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise CheckpointError(f"cannot load checkpoint {path!r}: not a readable .npz file "
+                              f"(truncated or corrupt?): {err}") from None
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested dicts of arrays and scalars -> {"a/b/c": array}; refuses anything that is not plain data."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "/"))
+        else:
+            arr = np.asarray(value)
+            if arr.dtype == object:
+                raise TypeError(f"checkpoint entry {name!r} is not plain data ({type(value).__name__})")
+            out[name] = arr
+    return out
+
+
+def unflatten(flat: dict) -> dict:
+    """The inverse of :func:`flatten`."""
+    tree: dict = {}
+    for name, value in flat.items():
+        node = tree
+        *parents, leaf = name.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def save_tree(path, meta: dict, tree: dict) -> None:
+    """JSON-able ``meta`` and a nested dict of arrays ``tree`` to one ``.npz`` at ``path``, atomically."""
+    flat = flatten(tree)
+    flat[_META] = np.asarray(json.dumps(meta))
+    write_npz(path, flat)
+
+
+def load_tree(path) -> tuple:
+    """(meta, tree) of a file written by :func:`save_tree`; CheckpointError naming the file and the problem."""
+    flat = read_npz(path)
+    if _META not in flat:
+        raise CheckpointError(f"cannot load checkpoint {os.fspath(path)!r}: no {_META} entry")
+    try:
+        meta = json.loads(str(flat.pop(_META)))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"cannot load checkpoint {os.fspath(path)!r}: corrupt metadata ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"cannot load checkpoint {os.fspath(path)!r}: metadata is not a JSON object")
+    return meta, unflatten(flat)

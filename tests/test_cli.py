@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import ROOT, read_scalars
 
-from agents import checkpoint as ckpt
+from agents.rundir import RunDir
 from experiments.cli import main
 
 
@@ -64,7 +64,7 @@ def test_corrupt_and_truncated_checkpoints_give_one_line(capsys, small_run):
     from agents.loop import train
 
     result = train("random", small_run(total_steps=500), console=False)
-    path = ckpt.latest_checkpoint(result.run_dir)
+    path = RunDir(result.run_dir).latest_checkpoint()
     data = open(path, "rb").read()
     open(path, "wb").write(data[: len(data) // 2])
     err = one_line_error(capsys, ["eval", result.run_dir, "--episodes", "2"])
@@ -118,8 +118,8 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted at step" in out
     (run_dir,) = list(logdir.iterdir())
-    meta, state = ckpt.load(ckpt.latest_checkpoint(str(run_dir)))
-    assert meta["step"] > 0 and "agent" in state
+    meta, state = RunDir(str(run_dir)).load_checkpoint()
+    assert meta["loop"]["step"] > 0 and "agent" in state
     # The events written before the signal are on disk and readable.
     assert read_scalars(str(run_dir))["charts/episodic_return"]
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import accumulator, read_scalars
 
 import agents.loop as loop
-from agents import checkpoint as ckpt
+from agents.rundir import RunDir
+from rlnn.checkpoint import flatten
 from agents.random import RandomAgent, RandomConfig
 from agents.loop import TrainingDiverged, train
 
@@ -53,7 +54,7 @@ def test_run_dir_follows_cleanrl_naming(small_run):
     env_id, algo, seed, stamp = name.split("__")
     assert (env_id, algo, seed) == ("CartPole-v1", "random", "7") and stamp.isdigit()
     assert os.path.exists(os.path.join(result.run_dir, "progress.csv"))
-    assert ckpt.list_checkpoints(result.run_dir)
+    assert RunDir(result.run_dir).checkpoints()
 
 
 def test_vector_envs_count_every_episode_once(small_run):
@@ -97,8 +98,8 @@ def test_terminated_and_truncated_reach_the_agent_apart(small_run, monkeypatch, 
 
 
 def _params(run_dir):
-    _, state = ckpt.load(ckpt.latest_checkpoint(run_dir))
-    return ckpt.flatten(state["agent"])
+    _, state = RunDir(run_dir).load_checkpoint()
+    return flatten(state["agent"])
 
 
 def _returns(run_dir):
@@ -135,7 +136,7 @@ def test_resume_continues_the_curve_and_purges_stale_points(small_run):
     cfg = small_run(seed=2, total_steps=2_000, checkpoint_every=1_000, keep_checkpoints=5)
     first = train("random", cfg, console=False)
     # Pretend the process died after the 1,000-step checkpoint: drop the later checkpoint.
-    for path in ckpt.list_checkpoints(first.run_dir)[1:]:
+    for path in RunDir(first.run_dir).checkpoints()[1:]:
         os.remove(path)
     train("random", small_run(seed=2, total_steps=3_000), run_dir=first.run_dir, resume=True, console=False)
     steps = [s for s, _ in read_scalars(first.run_dir)["charts/episodic_return"]]
@@ -156,10 +157,10 @@ def test_nan_loss_stops_the_run_keeping_the_last_good_checkpoint(small_run, monk
     cfg = small_run(checkpoint_every=500, log_every=100)
     with pytest.raises(TrainingDiverged, match=r"step 8\d\d: losses/td_loss is nan"):
         train("nan", cfg, run_dir=cfg.logdir + "/nan", console=False)
-    paths = ckpt.list_checkpoints(cfg.logdir + "/nan")
+    paths = RunDir(cfg.logdir + "/nan").checkpoints()
     assert [os.path.basename(p) for p in paths] == ["step_0000000500.npz"]
-    meta, _ = ckpt.load(paths[0])
-    assert meta["step"] == 500
+    meta, _ = RunDir(cfg.logdir + "/nan").load_checkpoint(paths[0])
+    assert meta["loop"]["step"] == 500
 
 
 def test_stop_at_eval_return(small_run):
@@ -172,8 +173,8 @@ def test_observation_normalization_is_saved_and_frozen_for_evaluation(small_run)
 
     cfg = small_run(normalize_obs=True, total_steps=1_000, num_envs=4)
     result = train("random", cfg, console=False)
-    _, state = ckpt.load(ckpt.latest_checkpoint(result.run_dir))
-    saved = ckpt.flatten(state["env"])
+    _, state = RunDir(result.run_dir).load_checkpoint()
+    saved = flatten(state["env"])
     assert saved["norm/count"] > 900 and saved["norm/var"].shape == (4,)
     assert not np.allclose(saved["norm/var"], 1.0)  # real statistics, not the initial ones
 

@@ -3,7 +3,7 @@
 A config file maps 1:1 onto the dataclasses::
 
     algo = "dqn"
-    [run]            # agents.loop.RunConfig
+    [run]            # agents.config.RunConfig
     total_steps = 50_000
     [agent]          # the algorithm's config dataclass, e.g. agents.dqn.DQNConfig
     lr = 2.5e-4
@@ -11,7 +11,11 @@ A config file maps 1:1 onto the dataclasses::
 ``--set run.seed=3``, ``--set agent.lr=1e-3`` (or ``--set lr=1e-3`` when the name is unambiguous, or
 ``--set dqn.lr=1e-3``, which only applies when the algorithm is dqn). Values are parsed as TOML values,
 so ``true``, ``1e-3``, ``"huber"`` and ``[64, 64]`` all work; a bare word is taken as a string.
-Precedence, lowest first: dataclass defaults, the preset for (algo, env), ``--config FILE``, ``--set``.
+Precedence, lowest first: dataclass defaults, the preset for (algo, env), ``--config FILE``, the
+command line's own flags (``--env``, ``--seed``, ``--total-steps``, ``--logdir``), ``--set``.
+
+Presets are TOML files in ``experiments/configs/`` (data shipped with the package, found by path: the
+script API ``agents.train`` applies them too, and ``agents`` imports nothing from ``experiments``).
 """
 
 from __future__ import annotations
@@ -22,12 +26,65 @@ import os
 import tomllib
 import types
 import typing
+from dataclasses import dataclass, field
 from typing import Any
 
-from agents import ALGOS, get_algo
-from agents.loop import RunConfig
+from agents.registry import ALGOS, get_algo
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
+PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "configs")
+DEFAULT_ALGO = "pg"
+
+
+@dataclass
+class RunConfig:
+    """What the loop does, independent of the algorithm (the TOML ``[run]`` table)."""
+
+    env_id: str = "CartPole-v1"
+    seed: int = 0
+    total_steps: int = 100_000
+    num_envs: int = 1
+    normalize_obs: bool = False
+    eval_every: int = 5_000
+    eval_episodes: int = 10
+    stop_at_eval_return: float | None = None
+    checkpoint_every: int = 25_000
+    keep_checkpoints: int = 3
+    log_every: int = 1_000
+    network_log_every: int = 5_000
+    logdir: str = "runs"
+    env_kwargs: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        positive = ("total_steps", "num_envs", "eval_every", "checkpoint_every", "keep_checkpoints", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"run.{name} = {getattr(self, name)}: must be at least 1")
+        for name in ("eval_episodes", "network_log_every", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"run.{name} = {getattr(self, name)}: must be 0 or more")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run is made from: the algorithm, its ``[run]`` and ``[agent]`` tables, and the
+    preset they started from (None: dataclass defaults). ``to_dict()`` is the run's config.json."""
+
+    algo: str
+    run: RunConfig
+    agent: Any
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"algo": self.algo, "run": dataclasses.asdict(self.run), "agent": dataclasses.asdict(self.agent)}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any], source: str = "config.json") -> "TrainConfig":
+        """Back from ``to_dict()`` output (a run's config.json), every key checked as in a TOML file."""
+        if not isinstance(saved, dict) or "algo" not in saved:
+            raise ConfigError(f"{source}: no algo key (not an rlnn run config)")
+        config_cls, _ = get_algo(saved["algo"])
+        return cls(saved["algo"], update(RunConfig(), saved.get("run", {}), "run"),
+                   update(config_cls(), saved.get("agent", {}), "agent"))
 
 
 class ConfigError(ValueError):
@@ -115,14 +172,16 @@ def read_toml(path: str) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as e:
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a TOML config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
 
 
 def presets() -> dict[str, dict[str, Any]]:
     """Preset name -> parsed TOML, for every file in experiments/configs/."""
     return {os.path.splitext(os.path.basename(p))[0]: read_toml(p)
-            for p in sorted(glob.glob(os.path.join(CONFIG_DIR, "*.toml")))}
+            for p in sorted(glob.glob(os.path.join(PRESET_DIR, "*.toml")))}
 
 
 def preset_for(algo: str, env_id: str) -> tuple[str, dict[str, Any]] | None:
@@ -138,7 +197,7 @@ def apply_document(algo: str, run_cfg: RunConfig, agent_cfg: Any, doc: dict[str,
         if key not in allowed:
             raise ConfigError(f"{source}: unknown top-level key {key!r}: allowed are algo, [run], [agent]")
     if "algo" in doc and doc["algo"] != algo:
-        raise ConfigError(f"{source}: algo = {doc['algo']!r} but --algo is {algo!r}")
+        raise ConfigError(f"{source}: algo = {doc['algo']!r} but the algorithm asked for is {algo!r}")
     run_cfg = update(run_cfg, doc.get("run", {}), "run")
     agent_cfg = update(agent_cfg, doc.get("agent", {}), "agent")
     return run_cfg, agent_cfg
@@ -151,15 +210,23 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_sets(items: list[str], algo: str, run_cfg: RunConfig, agent_cfg: Any) -> tuple[RunConfig, Any]:
-    """Apply ``--set`` items: ``run.key=v``, ``agent.key=v``, ``ALGO.key=v`` or a bare unambiguous key."""
-    run_names = {f.name for f in dataclasses.fields(RunConfig)}
-    agent_names = {f.name for f in dataclasses.fields(agent_cfg)}
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set`` items ``key=value`` -> {key: value}, each value parsed as TOML (a bare word is a string)."""
+    out = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set agent.lr=1e-3")
         key, text = item.split("=", 1)
-        key, value = key.strip(), parse_value(text.strip())
+        out[key.strip()] = parse_value(text.strip())
+    return out
+
+
+def apply_sets(sets: dict[str, Any], algo: str, run_cfg: RunConfig, agent_cfg: Any) -> tuple[RunConfig, Any]:
+    """Apply {key: value}: keys ``run.key``, ``agent.key``, ``ALGO.key`` (only when ``algo`` is ALGO; others
+    are skipped) or a bare key that only one of the two sections has."""
+    run_names = {f.name for f in dataclasses.fields(RunConfig)}
+    agent_names = {f.name for f in dataclasses.fields(agent_cfg)}
+    for key, value in sets.items():
         section, _, name = key.rpartition(".")
         if section in ALGOS:
             if section != algo:
@@ -182,28 +249,31 @@ def parse_sets(items: list[str], algo: str, run_cfg: RunConfig, agent_cfg: Any) 
     return run_cfg, agent_cfg
 
 
-def build(algo: str, env_id: str | None = None, config_file: str | None = None, sets: list[str] | None = None,
-          overrides: dict[str, Any] | None = None, use_preset: bool = True) -> tuple[RunConfig, Any, str | None]:
-    """(run config, agent config, preset name used) from defaults, preset, file, overrides and --set."""
+def build(algo: str | None = None, env_id: str | None = None, config_file: str | None = None,
+          sets: list[str] | dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
+          use_preset: bool = True) -> TrainConfig:
+    """A run's config, lowest precedence first: dataclass defaults, the preset for (algo, env),
+    ``config_file``, ``env_id`` and ``overrides`` (the command line's flags), ``sets`` (``--set`` items
+    ``"key=value"``, or a dict {key: value} as the script API takes them).
+
+    ``algo`` None takes the config file's ``algo``, else ``DEFAULT_ALGO``. The preset is the one for
+    the env the run will use: ``env_id``, else the config file's ``run.env_id``, else the default env.
+    """
+    doc = read_toml(config_file) if config_file is not None else {}
+    algo = algo or doc.get("algo") or DEFAULT_ALGO
     config_cls, _ = get_algo(algo)
     run_cfg, agent_cfg = RunConfig(), config_cls()
     preset_name = None
-    if config_file is not None:
-        run_cfg, agent_cfg = apply_document(algo, run_cfg, agent_cfg, read_toml(config_file), config_file)
-    elif use_preset:
-        found = preset_for(algo, env_id or run_cfg.env_id)
+    if use_preset:
+        file_run = doc.get("run") if isinstance(doc.get("run"), dict) else {}
+        found = preset_for(algo, env_id or file_run.get("env_id") or run_cfg.env_id)
         if found is not None:
-            preset_name, doc = found
-            run_cfg, agent_cfg = apply_document(algo, run_cfg, agent_cfg, doc, f"preset {preset_name}")
-    if env_id is not None:
-        run_cfg = update(run_cfg, {"env_id": env_id}, "run")
-    run_cfg = update(run_cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "run")
-    run_cfg, agent_cfg = parse_sets(list(sets or []), algo, run_cfg, agent_cfg)
-    return run_cfg, agent_cfg, preset_name
-
-
-def from_saved(algo: str, saved: dict[str, Any]) -> tuple[RunConfig, Any]:
-    """Configs back from a run's config.json."""
-    config_cls, _ = get_algo(algo)
-    return (update(RunConfig(), saved.get("run", {}), "run"),
-            update(config_cls(), saved.get("agent", {}), "agent"))
+            preset_name, preset = found
+            run_cfg, agent_cfg = apply_document(algo, run_cfg, agent_cfg, preset, f"preset {preset_name}")
+    if config_file is not None:
+        run_cfg, agent_cfg = apply_document(algo, run_cfg, agent_cfg, doc, config_file)
+    flags = dict(overrides or {}, env_id=env_id)
+    run_cfg = update(run_cfg, {k: v for k, v in flags.items() if v is not None}, "run")
+    sets = parse_sets(list(sets or [])) if not isinstance(sets, dict) else sets
+    run_cfg, agent_cfg = apply_sets(sets, algo, run_cfg, agent_cfg)
+    return TrainConfig(algo, run_cfg, agent_cfg, preset_name)

@@ -1,0 +1,28 @@
+"""The algorithms rlnn knows: a name -> ``"module:ConfigClass:AgentClass"``, imported on demand.
+
+Each agent module holds one typed config dataclass (its hyperparameters, the TOML ``[agent]`` table and
+the ``--set agent.key=value`` keys) and one ``agents.base.Agent`` subclass.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+ALGOS = {
+    "random": "agents.random:RandomConfig:RandomAgent",
+    "pg": "agents.pg:PGConfig:PGAgent",
+    "dqn": "agents.dqn:DQNConfig:DQNAgent",
+}
+
+
+class UnknownAlgo(ValueError):
+    pass
+
+
+def get_algo(name: str) -> tuple[type, type]:
+    """(ConfigClass, AgentClass) for an algorithm name."""
+    if name not in ALGOS:
+        raise UnknownAlgo(f"unknown algorithm {name!r}: choose one of {', '.join(ALGOS)}")
+    module, config_cls, agent_cls = ALGOS[name].split(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, config_cls), getattr(mod, agent_cls)
