@@ -1,45 +1,16 @@
-"""The agent interface: the run loop knows no algorithm, only these five methods.
+"""The agent contract: the one base class every algorithm subclasses (see ``Agent``).
 
-Shapes, with ``n`` the number of vector sub-envs and ``d`` the observation size:
-
-    act(obs (n, d), greedy=False) -> actions (n,) int64
-    observe(obs (n, d), actions (n,), rewards (n,), next_obs (n, d),
-            terminated (n,) bool, truncated (n,) bool, valid (n,) bool) -> None
-    learn(step) -> dict[str, float]          # metrics under the documented tags; {} if it did not learn
-    state_dict() -> dict[str, np.ndarray]     # everything an exact resume needs (arrays and scalars)
-    load_state_dict(state) -> None
-    networks() -> dict[str, rlnn.MLP]         # named networks, for inspection and gradient checks
-
-``valid[i]`` is False for the step right after sub-env i finished an episode: under Gymnasium's NEXT_STEP
-autoreset that step only resets the env (reward 0, action ignored), so it is not a transition to learn
-from. ``next_obs`` is the true next observation, also when the episode ended (it is the final one).
+Also here: ``EnvInfo`` (what an agent is told about its environment), the generator-state helpers for
+``state_dict`` and the one-line config checks the agents' ``Config.validate()`` share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-
-
-@runtime_checkable
-class Agent(Protocol):
-    name: str
-
-    def act(self, obs: np.ndarray, greedy: bool = False) -> np.ndarray: ...
-
-    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-                terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None: ...
-
-    def learn(self, step: int) -> dict[str, float]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-    def networks(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +26,88 @@ class EnvInfo:
         obs_space, act_space = env.single_observation_space, env.single_action_space
         num_actions = int(act_space.n) if isinstance(act_space, gym.spaces.Discrete) else 0
         return cls(obs_dim=int(np.prod(obs_space.shape)), num_actions=num_actions, num_envs=env.num_envs)
+
+
+class Agent:
+    """An RL algorithm as the run loop, evaluation, the network inspector and ``check-gradients`` see it.
+
+    The loop knows no algorithm, only this contract. Shapes, with ``n = env_info.num_envs`` the number
+    of vector sub-envs and ``d = env_info.obs_dim``::
+
+        Agent(config, env_info, rng)      config: the algorithm's Config dataclass; rng: the agent's
+                                          only source of randomness (one seed fixes a run)
+        act(obs (n, d), step, greedy=False) -> actions (n,) int
+        observe(obs (n, d), actions (n,), rewards (n,), next_obs (n, d),
+                terminated (n,) bool, truncated (n,) bool, valid (n,) bool) -> None
+        learn(step) -> dict[str, float]   metrics under the documented tags; {} if it did not learn
+        state_dict() -> dict              everything an exact resume needs: nested dicts of arrays
+                                          and scalars (no objects; see agents.checkpoint)
+        load_state_dict(state) -> None
+        networks() -> {name: rlnn.MLP}    for inspection and the loop's finiteness check
+        optimizers() -> {name: optimizer} the optimizer of networks()[name], for update ratios
+        gradient_checks(batch) -> {loss name: (network, closure)}   for ``rlnn check-gradients``
+
+    and the class attributes ``name`` (the algorithm's name), ``requires_discrete`` (the loop refuses a
+    continuous action space) and ``output_kinds`` ({network name: "logits" | "q_values" | "values"},
+    how the inspector draws the network's outputs).
+
+    When each is called, per iteration of the loop::
+
+        actions = agent.act(obs, step)                  step: the loop's env-step counter
+        ... env.step(actions) ...
+        agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
+        step += valid.sum()
+        metrics = agent.learn(step)
+
+    ``step`` counts real transitions (valid rows) and is the run's one clock: schedules (epsilon,
+    learning rate) are functions of it, and agents keep no step counter of their own. Evaluation calls
+    ``act(obs, greedy=True)``: the greedy action, ``step`` ignored, and no draw from ``rng`` (so
+    evaluating never changes the training run).
+
+    ``valid[i]`` is False for the step right after sub-env i finished an episode: under Gymnasium's
+    NEXT_STEP autoreset that step only resets the env (reward 0, action ignored), so it is not a
+    transition to learn from. ``next_obs`` is the true next observation, also when the episode ended
+    (it is the final one). ``terminated`` means the next state is terminal (its value is 0);
+    ``truncated`` that a time limit cut the episode (the next state is not terminal).
+    """
+
+    name: ClassVar[str]                              # each algorithm sets its own
+    requires_discrete: ClassVar[bool] = True
+    output_kinds: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: Any, env_info: EnvInfo, rng: np.random.Generator):
+        self.config, self.env_info, self.rng = config, env_info, rng
+
+    def act(self, obs: np.ndarray, step: int = 0, greedy: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+                terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def learn(self, step: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, Any]:
+        return {}
+
+    def optimizers(self) -> dict[str, Any]:
+        return {}
+
+    def gradient_checks(self, batch: dict[str, np.ndarray]) -> dict[str, tuple[Any, Any]]:
+        """{loss name: (network, closure)}; ``closure()`` recomputes the loss from the network's
+        ``flat_params`` and leaves its gradient in ``flat_grads``, through the training code path.
+
+        ``batch``: one env's real transitions in time order, keys obs (B, d), actions (B,),
+        rewards (B,), next_obs (B, d), terminated (B,), truncated (B,).
+        """
+        return {}
 
 
 def rng_state(rng: np.random.Generator) -> np.ndarray:

@@ -15,8 +15,9 @@ Schedules are in env steps (the agent does not know the run's total_steps):
 
 * epsilon-greedy: epsilon goes linearly from ``start_e`` to ``end_e`` over ``exploration_steps``;
 * learning starts once the buffer holds ``learning_starts`` transitions (and at least a batch);
-* every ``train_freq`` env steps, ``gradient_steps`` gradient steps (with N envs, N steps arrive per
-  loop iteration; the replay ratio gradient_steps / train_freq is kept exactly);
+* every ``train_freq`` env steps, a training round of ``gradient_steps`` gradient steps (with N envs,
+  N steps arrive per loop iteration and a round takes all the gradient steps due; the replay ratio
+  gradient_steps / train_freq is kept exactly);
 * every ``target_update_interval`` env steps the target moves to the online net: Polyak
   ``target <- tau online + (1 - tau) target`` (tau = 1: hard copy);
 * learning rate constant, or linear from ``lr`` to ``lr_end`` over ``lr_anneal_steps``.
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.base import (EnvInfo, check_at_least, check_choice, check_network, check_positive, check_range,
+from agents.base import (Agent, EnvInfo, check_at_least, check_choice, check_network, check_positive, check_range,
                          rng_state, set_rng_state)
 from agents.replay import ReplayBuffer
 from rlnn import MLP, losses, optim, schedules
@@ -97,14 +98,14 @@ def td_targets(rewards: np.ndarray, terminated: np.ndarray, q_next_target: np.nd
     return rewards + gamma * (1.0 - np.asarray(terminated, q_next.dtype)) * q_next
 
 
-class DQNAgent:
+class DQNAgent(Agent):
     name = "dqn"
-    requires_discrete = True
+    output_kinds = {"q": "q_values", "target": "q_values"}
 
-    def __init__(self, config: DQNConfig, env: EnvInfo, rng: np.random.Generator):
+    def __init__(self, config: DQNConfig, env_info: EnvInfo, rng: np.random.Generator):
         config.validate()
-        self.config, self.env, self.rng = config, env, rng
-        c = config
+        super().__init__(config, env_info, rng)
+        c, env = config, env_info
         self.dtype = np.dtype(c.dtype)
         self.q = MLP([env.obs_dim, *c.hidden_sizes, env.num_actions], activation=c.activation, seed=rng,
                      dtype=self.dtype)
@@ -116,9 +117,7 @@ class DQNAgent:
             self.lr_schedule = schedules.linear(c.lr, c.lr_end, c.lr_anneal_steps)
         else:
             self.lr_schedule = schedules.constant(c.lr)
-        self.loss_fn = losses.get(c.loss)
         self.min_fill = max(c.batch_size, min(c.learning_starts, c.buffer_size))
-        self.steps = 0                       # valid transitions observed
         self.updates = 0                     # gradient steps taken
         self.next_train = c.train_freq       # env step of the next training round
         self.next_target = c.target_update_interval
@@ -127,23 +126,25 @@ class DQNAgent:
         self._obs_pair = np.zeros((2 * c.batch_size, env.obs_dim), self.dtype)   # [s; s'] of a batch
         self._grad_clip = c.max_grad_norm if c.max_grad_norm > 0 else None
 
-    def epsilon(self, step: int | None = None) -> float:
-        return self.epsilon_schedule(self.steps if step is None else step)
+    def epsilon(self, step: int) -> float:
+        """The exploration rate at env step ``step``."""
+        return self.epsilon_schedule(step)
 
     # ------------------------------------------------------------------ acting
-    def act(self, obs: np.ndarray, greedy: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, step: int = 0, greedy: bool = False) -> np.ndarray:
+        """Epsilon-greedy in Q(obs, .) with epsilon(step); greedy: the argmax, no random draw."""
         if greedy:
             return self.q.predict(obs).argmax(axis=1)
         n = len(obs)
-        eps = self.epsilon_schedule(self.steps)
+        eps = self.epsilon_schedule(step)
         if n == 1:
             # One env (the classic DQN loop): one uniform draw decides, and the single-observation
             # predict path is used; the array version below costs ~3x as much per step here.
             if self.rng.random() < eps:
-                return self.rng.integers(0, self.env.num_actions, size=1)
+                return self.rng.integers(0, self.env_info.num_actions, size=1)
             return np.atleast_1d(self.q.predict(obs[0]).argmax())
         explore = self.rng.random(n) < eps
-        random_actions = self.rng.integers(0, self.env.num_actions, size=n)
+        random_actions = self.rng.integers(0, self.env_info.num_actions, size=n)
         if explore.all():
             return random_actions
         actions = self.q.predict(obs).argmax(axis=1)
@@ -153,23 +154,23 @@ class DQNAgent:
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
         self.buffer.add(obs, actions, rewards, next_obs, terminated, valid)
-        self.steps += int(np.count_nonzero(valid))
 
     # ---------------------------------------------------------------- learning
     def learn(self, step: int) -> dict[str, float]:
+        """The training rounds and target updates due by env step ``step``; metrics of the last round."""
         c = self.config
-        n_steps = 0
+        n_grad_steps = 0
         while step >= self.next_train:
-            n_steps += c.gradient_steps
+            n_grad_steps += c.gradient_steps
             self.next_train += c.train_freq
         if self.buffer.size < self.min_fill:
-            n_steps = 0
+            n_grad_steps = 0
         metrics: dict[str, float] = {}
-        if n_steps:
+        if n_grad_steps:
             self.opt.lr = self.lr_schedule(step)
-            td_loss, q_mean, grad_norm = self._train_round(n_steps)
+            td_loss, q_mean, grad_norm = self.train_round(n_grad_steps)
             metrics = {"losses/td_loss": td_loss, "losses/q_values": q_mean, "losses/grad_norm": grad_norm,
-                       "charts/epsilon": self.epsilon_schedule(self.steps), "charts/learning_rate": self.opt.lr}
+                       "charts/epsilon": self.epsilon_schedule(step), "charts/learning_rate": self.opt.lr}
         while step >= self.next_target:
             self.next_target += c.target_update_interval
             if self.updates:
@@ -179,8 +180,9 @@ class DQNAgent:
                     self.target.soft_update(self.q, c.tau)
         return metrics
 
-    def _train_round(self, n_steps: int) -> tuple[float, float, float]:
-        """``n_steps`` gradient steps on independent batches; returns the last step's metrics.
+    def train_round(self, n_grad_steps: int) -> tuple[float, float, float]:
+        """``n_grad_steps`` gradient steps on independent batches: (TD loss, mean Q(s, a), gradient norm
+        before clipping) of the last step.
 
         The target network and the buffer do not change during a round, so all batches are drawn
         at once and Q_target(s', .) is evaluated for all of them in one pass (exactly what one
@@ -189,33 +191,35 @@ class DQNAgent:
         step's forward pass with Q(s, .) (one forward over [s; s'], backward through the s rows).
         """
         c = self.config
-        obs, actions, rewards, next_obs, terminated = self.buffer.sample(c.batch_size, self.rng, n_steps)
+        obs, actions, rewards, next_obs, terminated = self.buffer.sample(c.batch_size, self.rng, n_grad_steps)
         if c.reward_scale != 1.0:
             rewards = rewards * c.reward_scale
-        q_next_target = self.target.predict(next_obs.reshape(-1, self.env.obs_dim))
-        q_next_target = q_next_target.reshape(n_steps, c.batch_size, -1)
+        q_next_target = self.target.predict(next_obs.reshape(-1, self.env_info.obs_dim))
+        q_next_target = q_next_target.reshape(n_grad_steps, c.batch_size, -1)
         if not c.double_dqn:
             y_all = td_targets(rewards.reshape(-1), terminated.reshape(-1),
-                               q_next_target.reshape(n_steps * c.batch_size, -1), c.gamma)
-            y_all = y_all.reshape(n_steps, c.batch_size)
+                               q_next_target.reshape(n_grad_steps * c.batch_size, -1), c.gamma)
+            y_all = y_all.reshape(n_grad_steps, c.batch_size)
         batch = c.batch_size
-        for k in range(n_steps):
+        for k in range(n_grad_steps):
             if c.double_dqn:
                 np.concatenate((obs[k], next_obs[k]), out=self._obs_pair)
                 q_both = self.q.forward(self._obs_pair)
                 y = td_targets(rewards[k], terminated[k], q_next_target[k], c.gamma, q_both[batch:])
-                loss = self._td_backward(q_both[:batch], actions[k], y)
+                loss = self._td_loss_and_grad_from_forward(q_both[:batch], actions[k], y)
             else:
-                loss = self._td_backward(self.q.forward(obs[k]), actions[k], y_all[k])
-            grad_norm = self._clip_and_step()
+                loss = self._td_loss_and_grad_from_forward(self.q.forward(obs[k]), actions[k], y_all[k])
+            grad_norm = self.optimizer_step()
         return loss, float(np.add.reduce(self._q_sa)) / len(self._q_sa), grad_norm
 
-    def _td_loss_backward(self, obs: np.ndarray, actions: np.ndarray, y: np.ndarray) -> float:
-        """loss(Q(s, a), y) with its gradient w.r.t. the Q-network's parameters left in ``q.grads``."""
-        return self._td_backward(self.q.forward(obs), actions, y)
+    def td_loss_and_grad(self, obs: np.ndarray, actions: np.ndarray, y: np.ndarray) -> float:
+        """loss(Q(s, a), y) on a batch, obs (B, d), actions (B,), y (B,) held fixed; its gradient w.r.t.
+        the Q-network's parameters is left in ``q.flat_grads`` (overwritten, not accumulated)."""
+        return self._td_loss_and_grad_from_forward(self.q.forward(obs), actions, y)
 
-    def _td_backward(self, q: np.ndarray, actions: np.ndarray, y: np.ndarray) -> float:
-        """From the last forward's first len(q) rows Q(s, .): the loss, and its gradient into ``q.grads``.
+    def _td_loss_and_grad_from_forward(self, q: np.ndarray, actions: np.ndarray, y: np.ndarray) -> float:
+        """``td_loss_and_grad`` from an existing forward pass: q is the first len(q) rows Q(s, .) of the
+        last ``q.forward`` (whose later rows may be Q(s', .), not in the loss).
 
         Only the taken action's output gets a gradient: dL/dQ(s, .) is zero but in column a.
         """
@@ -232,8 +236,9 @@ class DQNAgent:
         self.q.backward(dq, rows=len(q), input_grad=False, accumulate=False)
         return loss
 
-    def _clip_and_step(self) -> float:
-        """Clip q.grads by global norm, one Adam step; returns the norm before clipping."""
+    def optimizer_step(self) -> float:
+        """Clip q.flat_grads to the global norm ``max_grad_norm``, one Adam step (counted in ``updates``);
+        returns the norm before clipping."""
         grad_norm = optim.clip_grad_norm(self.q.flat_grads, self._grad_clip)
         self.opt.step()
         self.updates += 1
@@ -246,8 +251,7 @@ class DQNAgent:
             "target": self.target.state_dict(),
             "opt": self.opt.state_dict(),
             "rng": rng_state(self.rng),
-            "counters": {"steps": self.steps, "updates": self.updates, "next_train": self.next_train,
-                         "next_target": self.next_target},
+            "counters": {"updates": self.updates, "next_train": self.next_train, "next_target": self.next_target},
         }
         if self.config.checkpoint_replay_buffer:
             state["replay"] = self.buffer.state_dict()
@@ -259,7 +263,7 @@ class DQNAgent:
         self.opt.load_state_dict(state["opt"])
         set_rng_state(self.rng, state["rng"])
         counters = state["counters"]
-        self.steps, self.updates = int(counters["steps"]), int(counters["updates"])
+        self.updates = int(counters["updates"])
         self.next_train, self.next_target = int(counters["next_train"]), int(counters["next_target"])
         if "replay" in state:
             self.buffer.load_state_dict(state["replay"])
@@ -268,8 +272,6 @@ class DQNAgent:
 
     def networks(self) -> dict:
         return {"q": self.q, "target": self.target}
-
-    output_kinds = {"q": "q_values", "target": "q_values"}
 
     def optimizers(self) -> dict:
         return {"q": self.opt}
@@ -285,4 +287,4 @@ class DQNAgent:
         q_next_online = self.q.predict(next_obs) if c.double_dqn else None
         rewards = batch["rewards"] * c.reward_scale
         y = td_targets(rewards, batch["terminated"], self.target.predict(next_obs), c.gamma, q_next_online)
-        return {"td_loss": (self.q, lambda: self._td_loss_backward(obs, batch["actions"], y.astype(self.dtype)))}
+        return {"td_loss": (self.q, lambda: self.td_loss_and_grad(obs, batch["actions"], y.astype(self.dtype)))}

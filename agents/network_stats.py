@@ -16,8 +16,9 @@ and histograms ``network/{net}/layer{t}/weights``, ``.../biases``, ``.../weight_
 outputs of the last batch: ``network/policy/action_probs`` for a softmax policy (``output_kind`` "logits"),
 ``network/q/q_values/action{i}`` for a Q-network ("q_values"), ``network/{net}/outputs`` otherwise.
 
-The update ratio needs the parameters from before the last step: the inspector wraps each optimizer's
-``step`` (from the agent's optional ``optimizers()``) with one ``np.copyto`` of the flat parameters.
+The update ratio needs the parameters from before the last step: for each optimizer in the agent's
+``optimizers()`` the inspector registers a step pre-hook (``rlnn.optim``) that copies the flat
+parameters with one ``np.copyto`` before every step.
 """
 
 from __future__ import annotations
@@ -45,24 +46,26 @@ def saturated_fraction(h: np.ndarray, activation: str) -> float:
 
 
 class NetworkInspector:
+    """Statistics of ``agent.networks()``; ``close()`` unregisters its optimizer hooks."""
+
     def __init__(self, agent):
         self.agent = agent
-        self.before: dict[str, np.ndarray] = {}
-        optimizers = agent.optimizers() if hasattr(agent, "optimizers") else {}
-        for name, opt in optimizers.items():
-            self._watch(name, opt)
+        self.before: dict[str, np.ndarray] = {}      # network name -> its parameters before the last step
+        self._hooks = [self._watch(name, opt) for name, opt in agent.optimizers().items()]
 
-    def _watch(self, name: str, opt) -> None:
-        net = self.agent.networks()[name]
-        snapshot = np.empty_like(net.flat_params)
+    def _watch(self, name: str, opt):
+        snapshot = np.empty_like(opt.params)         # opt.params is networks()[name].flat_params
         self.before[name] = snapshot
-        step = opt.step
 
-        def step_and_remember(*args, **kwargs):
-            np.copyto(snapshot, net.flat_params)
-            return step(*args, **kwargs)
+        def remember_params(opt) -> None:
+            np.copyto(snapshot, opt.params)
 
-        opt.step = step_and_remember
+        return opt.register_step_pre_hook(remember_params)
+
+    def close(self) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
 
     def layer_stats(self, name: str, net) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -89,7 +92,7 @@ class NetworkInspector:
         return out
 
     def log(self, logger, step: int) -> None:
-        kinds = getattr(self.agent, "output_kinds", {})
+        kinds = self.agent.output_kinds
         for name, net in self.agent.networks().items():
             logger.scalars(self.layer_stats(name, net), step)
             for t in range(net.num_layers):

@@ -4,7 +4,9 @@ The policy is a softmax MLP over the discrete actions: ``logits = policy(obs)``,
 from ``softmax(logits)`` with the agent's own generator while training, and ``argmax(logits)`` when
 greedy (no random number is drawn then, so evaluation never shifts the training stream).
 
-One update per rollout of ``rollout_steps`` vector steps (``rollout_steps * num_envs`` rows):
+One update per rollout of ``rollout_steps`` vector steps (``rollout_steps * num_envs`` rows, kept by
+``agents.rollout.RolloutBuffer``), in three steps, one method each: ``advantages``, ``policy_step``,
+``critic_steps``:
 
     advantages A_t  (see below), normalized over the batch if ``normalize_advantages``
     policy loss     = softmax_cross_entropy(logits, actions, weights=A) - ent_coef * entropy
@@ -26,8 +28,8 @@ Advantages, by ``baseline`` (``agents.returns`` has the formulas):
   - truncation is treated as the end of the episode: G after the time limit is 0. That is the
     return of the time-limited task the episode statistics measure (CartPole-v1: at most 500).
   - an episode still running when the rollout ends has an unknown reward-to-go, so its rows are
-    *carried over*: they stay in the rollout buffer and join the next update, once the episode
-    has finished and G is exact. (Their actions came from the policy one update older: a small,
+    *carried over*: they stay in the rollout buffer (``agents.rollout``) and join the next update,
+    once the episode has finished and G is exact. (Their actions came from the policy one update older: a small,
     bounded off-policy lag, preferred here to biased truncated returns.) The buffer grows if an
     episode outlasts it.
 
@@ -42,9 +44,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.base import (EnvInfo, check_at_least, check_choice, check_network, check_positive, check_range,
-                         rng_state, set_rng_state)
+from agents.base import (Agent, EnvInfo, check_at_least, check_choice, check_network, check_positive,
+                         check_range, rng_state, set_rng_state)
 from agents.returns import episode_complete, gae, reward_to_go
+from agents.rollout import Rollout, RolloutBuffer
 from rlnn import MLP, losses, optim, schedules
 
 BASELINES = ("none", "mean", "value")
@@ -92,14 +95,18 @@ class PGConfig:
 
 class PGAgent:
     name = "pg"
-    requires_discrete = True
 
-    def __init__(self, config: PGConfig, env: EnvInfo, rng: np.random.Generator):
+
+class PGAgent(Agent):
+    name = "pg"
+    output_kinds = {"policy": "logits", "value": "values"}
+
+    def __init__(self, config: PGConfig, env_info: EnvInfo, rng: np.random.Generator):
         config.validate()
-        self.config, self.env, self.rng = config, env, rng
+        super().__init__(config, env_info, rng)
         c = config
         self.dtype = np.dtype(c.dtype)
-        d, k, n = env.obs_dim, env.num_actions, env.num_envs
+        d, k, n = env_info.obs_dim, env_info.num_actions, env_info.num_envs
         self.policy = MLP([d, *c.hidden_sizes, k], activation=c.activation, seed=rng, dtype=self.dtype)
         # Small last layer: the initial policy is close to uniform (as CleanRL's std=0.01 init).
         self.policy.params[-2][...] *= 0.01
@@ -115,36 +122,15 @@ class PGAgent:
         else:
             self.lr_factor = schedules.constant(1.0)
         self._grad_clip = c.max_grad_norm if c.max_grad_norm > 0 else None
-        self.carry = c.baseline != "value"   # unfinished episodes wait for the next update
-        self._alloc(c.rollout_steps)
-        self.t = 0                           # observe() calls since the last update
-        self.offset = np.zeros(n, np.int64)  # carried-over rows at the top of each column
-        self.steps = 0                       # valid transitions observed
+        # Without a critic, unfinished episodes wait in the buffer for the next update (module docstring).
+        self.rollout = RolloutBuffer(c.rollout_steps, n, d, obs_dtype=self.dtype,
+                                     carry_unfinished=self.value is None)
         self.updates = 0
-        self._cols = np.arange(n)
         self.last_batch: dict[str, np.ndarray] = {}   # advantages and mask of the last update (inspection)
-        self._sync_layout()
-
-    def _alloc(self, cap: int, keep: int = 0) -> None:
-        n, d = self.env.num_envs, self.env.obs_dim
-        new = {
-            "obs": np.zeros((cap, n, d), self.dtype),
-            "next_obs": np.zeros((cap, n, d), self.dtype),
-            "actions": np.zeros((cap, n), np.int64),
-            "rewards": np.zeros((cap, n), np.float64),
-            "terminated": np.zeros((cap, n), bool),
-            "truncated": np.zeros((cap, n), bool),
-            "valid": np.zeros((cap, n), bool),
-        }
-        if keep:
-            for key, arr in new.items():
-                arr[:keep] = getattr(self, key)[:keep]
-        for key, arr in new.items():
-            setattr(self, key, arr)
-        self.cap = cap
 
     # ------------------------------------------------------------------ acting
-    def act(self, obs: np.ndarray, greedy: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, step: int = 0, greedy: bool = False) -> np.ndarray:
+        """A sample of softmax(policy(obs)) per row (step is not needed); greedy: the argmax, no draw."""
         logits = self.policy.predict(obs)
         if greedy:
             return logits.argmax(axis=1)
@@ -156,48 +142,49 @@ class PGAgent:
         return (cdf < u[:, None]).sum(axis=1)
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
-        if self.t >= self._room:
-            raise RuntimeError("PGAgent.observe called again before learn() consumed the full rollout")
-        if self._ragged:
-            idx = (self.offset + self.t, self._cols)
-        else:
-            idx = self.t
-        self.obs[idx] = obs
-        self.next_obs[idx] = next_obs
-        self.actions[idx] = actions
-        self.rewards[idx] = rewards
-        self.terminated[idx] = terminated
-        self.truncated[idx] = truncated
-        self.valid[idx] = valid
-        self.t += 1
-        self.steps += int(np.count_nonzero(valid))
+        self.rollout.add(obs, actions, rewards, next_obs, terminated, truncated, valid)
 
     # ---------------------------------------------------------------- learning
     def learn(self, step: int) -> dict[str, float]:
-        if self.t < self.config.rollout_steps:
+        """Once a rollout is full: its advantages, one policy step, the critic's steps; a new rollout."""
+        if not self.rollout.ready:
             return {}
-        c = self.config
-        n, d = self.env.num_envs, self.env.obs_dim
-        lengths = self.offset + self.t
-        T = int(lengths.max())
-        exists = np.arange(T)[:, None] < lengths[None, :]
-        valid = self.valid[:T] & exists
-        term, trunc = self.terminated[:T] & exists, self.truncated[:T] & exists
-        rewards = self.rewards[:T] * exists
-        obs_flat = self.obs[:T].reshape(T * n, d)
-        factor = self.lr_factor(step)
+        batch = self.rollout.batch()
+        adv, use, values, targets = self.advantages(batch)
         metrics: dict[str, float] = {}
+        if use.any():
+            self.last_batch = {"advantages": adv, "mask": use}
+            factor = self.lr_factor(step)
+            obs = batch.obs.reshape(-1, self.env_info.obs_dim)       # (T n, d): rows in the masks' order
+            rows = use.reshape(-1)
+            metrics = self.policy_step(obs, batch.actions.reshape(-1), adv.reshape(-1), rows,
+                                       self.config.lr * factor)
+            if self.value is None:
+                metrics["losses/value_loss"] = 0.0
+            else:
+                metrics.update(self.critic_steps(obs, values.reshape(-1), targets.reshape(-1), rows,
+                                                 self.config.value_lr * factor))
+            self.updates += 1
+        self.rollout.reset()
+        return metrics
 
+    def advantages(self, batch: Rollout) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(A, use, V, R), each (T, n): the advantages, the rows the losses use, and with a critic V(s_t)
+        and the value targets R_t = A_t + V(s_t) (None without one). See the module docstring."""
+        c = self.config
+        T, n = batch.shape
+        values = targets = None
         if self.value is not None:
-            values = self.value.forward(obs_flat).reshape(T, n)
-            next_values = self.value.predict(self.next_obs[:T].reshape(T * n, d)).reshape(T, n)
-            adv, targets = gae(rewards, values, next_values, term, trunc, c.gamma, c.gae_lambda, valid)
-            use = valid
+            values = self.value.predict(batch.obs.reshape(T * n, -1)).reshape(T, n)
+            next_values = self.value.predict(batch.next_obs.reshape(T * n, -1)).reshape(T, n)
+            adv, targets = gae(batch.rewards, values, next_values, batch.terminated, batch.truncated, c.gamma,
+                               c.gae_lambda, batch.valid)
+            use = batch.valid
         else:
-            adv = reward_to_go(rewards, term, trunc, c.gamma, valid=valid)
-            use = valid & episode_complete(term, trunc, lengths=lengths)
+            adv = reward_to_go(batch.rewards, batch.terminated, batch.truncated, c.gamma, valid=batch.valid)
+            # Only finished episodes: the rows of a running one are carried over to the next update.
+            use = batch.valid & episode_complete(batch.terminated, batch.truncated, lengths=batch.lengths)
         n_use = int(use.sum())
-
         if n_use > 0:
             sel = adv[use]
             if self.value is None and c.baseline == "mean":
@@ -205,36 +192,40 @@ class PGAgent:
                 sel = adv[use]
             if c.normalize_advantages and n_use > 1:
                 adv = (adv - sel.mean()) / (sel.std() + 1e-8)
-            w = use.reshape(-1) / n_use            # mean over the rows in use
-            self.last_batch = {"advantages": adv, "mask": use}
-            # -- policy: one gradient step
-            self.policy.zero_grad()
-            pl, ent = self.policy_loss(obs_flat, self.actions[:T].reshape(-1), adv.reshape(-1) * w, w)
-            gn = optim.clip_grad_norm(self.policy.flat_grads, self._grad_clip)
-            self.policy_opt.lr = c.lr * factor
-            self.policy_opt.step()
-            metrics = {"losses/policy_loss": pl, "losses/entropy": ent,
-                       "losses/grad_norm": gn, "charts/learning_rate": self.policy_opt.lr}
-            # -- critic
-            if self.value is not None:
-                target = targets.reshape(-1, 1).astype(self.dtype)
-                vw = (w * (T * n)).astype(self.dtype)
-                self.value_opt.lr = c.value_lr * factor
-                for i in range(c.value_steps):
-                    self.value.zero_grad()
-                    pred = self.value.forward(obs_flat) if i > 0 else values.reshape(-1, 1)
-                    vl = self.value_loss(pred, target, vw)   # step 0: the forward pass cached for the values
-                    vgn = optim.clip_grad_norm(self.value.flat_grads, self._grad_clip)
-                    self.value_opt.step()
-                    if i == 0:
-                        metrics["losses/value_loss"] = vl
-                        metrics["losses/value_grad_norm"] = vgn
-                metrics["losses/explained_variance"] = _explained_variance(values[use], targets[use])
-            else:
-                metrics["losses/value_loss"] = 0.0
-            self.updates += 1
+        return adv, use, values, targets
 
-        self._reset_rollout(T, lengths, term, trunc)
+    def policy_step(self, obs: np.ndarray, actions: np.ndarray, adv: np.ndarray, use: np.ndarray,
+                    lr: float) -> dict[str, float]:
+        """One gradient step on the policy loss over the rows in use (obs (R, d), the others (R,))."""
+        w = use / int(use.sum())                  # mean over the rows in use
+        self.policy.zero_grad()
+        pl, ent = self.policy_loss(obs, actions, adv * w, w)
+        grad_norm = optim.clip_grad_norm(self.policy.flat_grads, self._grad_clip)
+        self.policy_opt.lr = lr
+        self.policy_opt.step()
+        return {"losses/policy_loss": pl, "losses/entropy": ent, "losses/grad_norm": grad_norm,
+                "charts/learning_rate": lr}
+
+    def critic_steps(self, obs: np.ndarray, values: np.ndarray, targets: np.ndarray, use: np.ndarray,
+                     lr: float) -> dict[str, float]:
+        """``value_steps`` full-batch steps regressing V(s) onto the targets over the rows in use.
+
+        obs (R, d); values (R,) = V(s) before the steps (for the explained variance); targets, use (R,).
+        Metrics: the first step's loss and gradient norm.
+        """
+        c = self.config
+        target = targets.reshape(-1, 1).astype(self.dtype)
+        weights = (use / int(use.sum()) * len(use)).astype(self.dtype)
+        self.value_opt.lr = lr
+        metrics: dict[str, float] = {}
+        for i in range(c.value_steps):
+            self.value.zero_grad()
+            loss = self.value_loss(self.value.forward(obs), target, weights)
+            grad_norm = optim.clip_grad_norm(self.value.flat_grads, self._grad_clip)
+            self.value_opt.step()
+            if i == 0:
+                metrics = {"losses/value_loss": loss, "losses/value_grad_norm": grad_norm}
+        metrics["losses/explained_variance"] = _explained_variance(values[use], targets[use])
         return metrics
 
     def policy_loss(self, obs: np.ndarray, actions: np.ndarray, weights: np.ndarray, ent_weights: np.ndarray,
@@ -267,44 +258,14 @@ class PGAgent:
         self.value.backward(dv)
         return loss
 
-    def _reset_rollout(self, T: int, lengths: np.ndarray, term: np.ndarray, trunc: np.ndarray) -> None:
-        self.t = 0
-        if not self.carry:
-            return
-        done = term | trunc
-        new_offset = np.zeros_like(self.offset)
-        for i in range(self.env.num_envs):
-            hits = np.flatnonzero(done[:, i])
-            start = int(hits[-1]) + 1 if hits.size else 0
-            if start < lengths[i] and not self.valid[start, i]:
-                start += 1                   # the reset row after the episode's end: nothing to keep
-            new_offset[i] = int(lengths[i]) - start
-        need = int(new_offset.max()) + self.config.rollout_steps
-        if need > self.cap:
-            self._alloc(need, keep=T)
-        for i in np.flatnonzero(new_offset):
-            k, end = int(new_offset[i]), int(lengths[i])
-            for key in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated", "valid"):
-                arr = getattr(self, key)
-                arr[:k, i] = arr[end - k:end, i].copy()
-        self.offset = new_offset
-        self._sync_layout()
-
-    def _sync_layout(self) -> None:
-        """Cache what observe() needs: rows left per column, and whether columns are offset."""
-        self._ragged = bool(self.offset.any())
-        self._room = self.cap - int(self.offset.max())
-
     # ------------------------------------------------------------------- state
     def state_dict(self) -> dict:
         state = {
             "policy": self.policy.state_dict(),
             "policy_opt": self.policy_opt.state_dict(),
             "rng": rng_state(self.rng),
-            "counters": {"t": self.t, "steps": self.steps, "updates": self.updates, "cap": self.cap},
-            "offset": self.offset.copy(),
-            "rollout": {key: getattr(self, key).copy() for key in
-                        ("obs", "next_obs", "actions", "rewards", "terminated", "truncated", "valid")},
+            "updates": self.updates,
+            "rollout": self.rollout.state_dict(),
         }
         if self.value is not None:
             state["value"] = self.value.state_dict()
@@ -320,26 +281,14 @@ class PGAgent:
             self.value.load_state_dict(state["value"])
             self.value_opt.load_state_dict(state["value_opt"])
         set_rng_state(self.rng, state["rng"])
-        counters = state["counters"]
-        self.t, self.steps, self.updates = int(counters["t"]), int(counters["steps"]), int(counters["updates"])
-        cap = int(counters["cap"])
-        if cap != self.cap:
-            self._alloc(cap)
-        for key, arr in state["rollout"].items():
-            mine = getattr(self, key)
-            if np.shape(arr) != mine.shape:
-                raise ValueError(f"rollout {key} has shape {np.shape(arr)}, expected {mine.shape}")
-            mine[...] = arr
-        self.offset = np.asarray(state["offset"], np.int64).copy()
-        self._sync_layout()
+        self.updates = int(state["updates"])
+        self.rollout.load_state_dict(state["rollout"])
 
     def networks(self) -> dict:
         nets = {"policy": self.policy}
         if self.value is not None:
             nets["value"] = self.value
         return nets
-
-    output_kinds = {"policy": "logits", "value": "values"}
 
     def optimizers(self) -> dict:
         opts = {"policy": self.policy_opt}

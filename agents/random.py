@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.base import EnvInfo, rng_state, set_rng_state
+from agents.base import Agent, EnvInfo, rng_state, set_rng_state
 
 
 @dataclass
@@ -14,18 +14,17 @@ class RandomConfig:
     """The random agent has nothing to tune; the config exists so every algorithm looks the same."""
 
 
-class RandomAgent:
+class RandomAgent(Agent):
     name = "random"
-    requires_discrete = True
 
-    def __init__(self, config: RandomConfig, env: EnvInfo, rng: np.random.Generator):
-        self.config, self.env, self.rng = config, env, rng
+    def __init__(self, config: RandomConfig, env_info: EnvInfo, rng: np.random.Generator):
+        super().__init__(config, env_info, rng)
         # Evaluation draws from its own stream so that evaluating never changes the training run.
         self.eval_rng = np.random.default_rng(rng.integers(2**63))
 
-    def act(self, obs: np.ndarray, greedy: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, step: int = 0, greedy: bool = False) -> np.ndarray:
         rng = self.eval_rng if greedy else self.rng
-        return rng.integers(0, self.env.num_actions, size=len(obs))
+        return rng.integers(0, self.env_info.num_actions, size=len(obs))
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
         pass
@@ -38,6 +37,3 @@ class RandomAgent:
 
     def load_state_dict(self, state: dict) -> None:
         set_rng_state(self.rng, state["rng"])
-
-    def networks(self) -> dict:
-        return {}

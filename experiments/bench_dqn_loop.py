@@ -71,12 +71,12 @@ def time_pieces(agent_cfg, seed: int = 0) -> list[tuple[str, float]]:
     agent = DQNAgent(agent_cfg, EnvInfo.from_env(env), np.random.default_rng(seed))
     obs, _ = env.reset(seed=seed)
     valid = np.ones(1, bool)
-    for _ in range(5000):
-        actions = agent.act(obs)
+    for step in range(5000):
+        actions = agent.act(obs, step)
         next_obs, rewards, terminated, truncated, _ = env.step(actions)
         agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
         obs = next_obs
-    agent.steps = 10**6                     # epsilon at its end value: mostly greedy actions
+    late = 10**6                            # an env step with epsilon at its end value: mostly greedy actions
     c, q, target = agent.config, agent.q, agent.target
     b = c.batch_size
     state = {"obs": obs}
@@ -95,7 +95,7 @@ def time_pieces(agent_cfg, seed: int = 0) -> list[tuple[str, float]]:
     dq[np.arange(b), a] = dq_sa
     pieces = [
         ("env.step (SyncVectorEnv + EpisodeStatistics)", _us(env_step)),
-        ("agent.act (epsilon-greedy, one observation)", _us(lambda: agent.act(obs))),
+        ("agent.act (epsilon-greedy, one observation)", _us(lambda: agent.act(obs, late))),
         ("agent.observe (replay add)", _us(lambda: agent.observe(obs, a[:1], r[:1], obs, te[:1], te[:1] > 0, valid))),
         ("replay sample, batch 64", _us(lambda: agent.buffer.sample(b, agent.rng, 1))),
         ("target net predict Q(s', .), 64 rows", _us(lambda: target.predict(no))),
@@ -106,7 +106,7 @@ def time_pieces(agent_cfg, seed: int = 0) -> list[tuple[str, float]]:
          - _us(lambda: q.forward(pair))),
         ("clip_grad_norm + Adam step", _us(lambda: (optim.clip_grad_norm(q.flat_grads, c.max_grad_norm),
                                                       agent.opt.step()))),
-        ("agent.learn: one whole training step", _us(lambda: agent._train_round(1))),
+        ("agent.learn: one whole training step", _us(lambda: agent.train_round(1))),
     ]
     env.close()
     return pieces

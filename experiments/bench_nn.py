@@ -4,8 +4,8 @@
     python -m experiments.bench_nn --quick
 
 One training step = forward + l2 loss + backward + Adam step.  "reference" is
-the straightforward per-layer NumPy version written below: fresh arrays for
-every operation and one Adam update loop per tensor.  "predict" is the cost
+the straightforward per-layer NumPy version (``rlnn/reference.py``): fresh
+arrays for every operation and one Adam update loop per tensor.  "predict" is the cost
 of acting on one observation.  Times are microseconds per call: the best and
 the median over N repeats, each repeat averaging many calls (timeit style).
 
@@ -46,7 +46,8 @@ except ImportError:                      # run as a script from a source checkou
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import rlnn  # noqa: E402,F401  (only checks importability)
 
-from rlnn import MLP, activations, losses, optim  # noqa: E402
+from rlnn import MLP, activations, optim  # noqa: E402
+from rlnn.reference import ReferenceMLP, check_reference_agrees, make_rlnn_step  # noqa: E402
 
 SIZES = ([4, 64, 64, 2], [4, 256, 256, 2])
 BATCHES = (1, 64, 256)
@@ -56,91 +57,6 @@ TARGETS_US = {  # (sizes, batch, dtype) -> target for the rlnn train step
     ((4, 256, 256, 2), 64, "float32"): 450.0,
 }
 PREDICT_TARGET_US = 6.0
-
-
-# ------------------------------------------------------------ plain reference
-_REF_ACTS = {
-    "tanh": (np.tanh, lambda y: 1 - y * y),
-    "relu": (lambda z: np.maximum(z, 0), lambda y: (y > 0).astype(y.dtype)),
-    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda y: y * (1 - y)),
-}
-
-
-class ReferenceMLP:
-    """Per-layer lists of W and b; every operation allocates its result."""
-
-    def __init__(self, net, activation):
-        self.W = [w.copy() for w in net.weights]
-        self.b = [b.copy() for b in net.biases]
-        self.f, self.df = _REF_ACTS[activation]
-        self.m = [np.zeros_like(p) for p in self.W + self.b]
-        self.v = [np.zeros_like(p) for p in self.W + self.b]
-        self.t = 0
-
-    def forward(self, x):
-        self.hs = [x]
-        h = x
-        for i, (W, b) in enumerate(zip(self.W, self.b)):
-            z = h @ W + b
-            h = z if i == len(self.W) - 1 else self.f(z)
-            self.hs.append(h)
-        return h
-
-    def backward(self, dy):
-        dWs, dbs = [], []
-        g = dy
-        for i in reversed(range(len(self.W))):
-            dz = g if i == len(self.W) - 1 else g * self.df(self.hs[i + 1])
-            dWs.insert(0, self.hs[i].T @ dz)
-            dbs.insert(0, dz.sum(axis=0))
-            g = dz @ self.W[i].T
-        return dWs + dbs
-
-    def adam(self, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
-        self.t += 1
-        for k, (p, g) in enumerate(zip(self.W + self.b, grads)):
-            self.m[k] = b1 * self.m[k] + (1 - b1) * g
-            self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
-            m_hat = self.m[k] / (1 - b1 ** self.t)
-            v_hat = self.v[k] / (1 - b2 ** self.t)
-            p -= lr * m_hat / (np.sqrt(v_hat) + eps)
-
-    def train_step(self, x, y):
-        out = self.forward(x)
-        diff = out - y
-        _ = np.mean(diff ** 2)
-        self.adam(self.backward(2 * diff / diff.size))
-
-    def predict(self, x):
-        h = x
-        for i, (W, b) in enumerate(zip(self.W, self.b)):
-            z = h @ W + b
-            h = z if i == len(self.W) - 1 else self.f(z)
-        return h
-
-
-# ------------------------------------------------------------------- rlnn
-def make_rlnn_step(net, opt):
-    def step(x, y):
-        # As a training loop uses it: the gradient overwrites the last one (no zero_grad, no
-        # accumulation add) and dL/dx, which no one needs, is not computed.
-        _, dy = losses.l2(net.forward(x), y)
-        net.backward(dy, input_grad=False, accumulate=False)
-        opt.step()
-    return step
-
-
-def check_reference_agrees(activation):
-    """One step of each from the same weights must give the same parameters."""
-    net = MLP([4, 16, 16, 2], activation=activation, seed=0)
-    ref = ReferenceMLP(net, activation)
-    rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))
-    make_rlnn_step(net, optim.Adam(net.flat_params, net.flat_grads))(x, y)
-    ref.train_step(x, y)
-    for a, b in zip(net.weights + net.biases, ref.W + ref.b):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(net.predict(x[0]), ref.predict(x[:1])[0], rtol=1e-10)
 
 
 # ----------------------------------------------------------------- timing

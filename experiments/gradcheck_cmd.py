@@ -15,20 +15,19 @@ import dataclasses
 import numpy as np
 
 import envs
-from agents import get_algo
+from agents import config, get_algo
 from agents.base import EnvInfo
-from experiments import config
 from rlnn.gradcheck import numerical_gradient, relative_error
 
 
 def collect_batch(env_id: str, agent, steps: int, seed: int) -> dict[str, np.ndarray]:
-    """``steps`` real transitions of one env, acting with the (untrained) agent."""
+    """``steps`` real transitions of one env, acting with the (untrained) agent as the loop would."""
     env = envs.make_vec_env(env_id, 1, seed=seed)
     obs, _ = env.reset(seed=seed)
     rows = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")}
     prev_done = False
     while len(rows["obs"]) < steps:
-        actions = agent.act(obs)
+        actions = agent.act(obs, len(rows["obs"]))        # the env-step counter: transitions so far
         next_obs, rewards, terminated, truncated, _ = env.step(actions)
         if not prev_done:
             for k, v in zip(rows, (obs, actions, rewards, next_obs, terminated, truncated)):
@@ -71,15 +70,16 @@ def check_agent(algo: str, run_cfg, agent_cfg, batch_size: int = 32, seed: int =
     info = EnvInfo.from_env(probe)
     probe.close()
     agent = agent_cls(agent_cfg, EnvInfo(info.obs_dim, info.num_actions, 1), np.random.default_rng(seed))
-    if not hasattr(agent, "gradient_checks"):
+    batch = collect_batch(run_cfg.env_id, agent, batch_size, seed)
+    checks = agent.gradient_checks(batch)
+    if not checks:
         print(f"{algo}: no trainable networks to check", file=stream)
         return 0.0
-    batch = collect_batch(run_cfg.env_id, agent, batch_size, seed)
     worst = 0.0
     print(f"{algo} on {run_cfg.env_id}: gradient check on a batch of {batch_size} real transitions (float64)",
           file=stream)
     print(f"  {'loss':<14} {'layer':<6} {'W shape':<10} {'‖a−n‖/(‖a‖+‖n‖)':>16} {'max elementwise':>16}", file=stream)
-    for loss_name, (net, closure) in agent.gradient_checks(batch).items():
+    for loss_name, (net, closure) in checks.items():
         for t, (err, elementwise) in enumerate(layer_errors(net, closure, eps), start=1):
             worst = max(worst, err)
             print(f"  {loss_name:<14} layer{t} {tuple(net.params[2 * t - 2].shape)!s:<10} {err:>16.2e} "
@@ -88,8 +88,8 @@ def check_agent(algo: str, run_cfg, agent_cfg, batch_size: int = 32, seed: int =
 
 
 def cmd_check_gradients(args: argparse.Namespace) -> int:
-    run_cfg, agent_cfg, _ = config.build(args.algo, args.env, args.config, args.set)
-    worst = check_agent(args.algo, run_cfg, agent_cfg, batch_size=args.batch_size, seed=args.seed, eps=args.eps)
+    cfg = config.build(args.algo, args.env, args.config, args.set)
+    worst = check_agent(args.algo, cfg.run, cfg.agent, batch_size=args.batch_size, seed=args.seed, eps=args.eps)
     ok = worst <= args.tolerance
     print(f"{'OK' if ok else 'FAILED'}: worst error {worst:.2e} (tolerance {args.tolerance:.0e})")
     return 0 if ok else 1

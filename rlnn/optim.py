@@ -18,17 +18,33 @@ With ``weight_decay`` lambda != 0, every optimizer first uses g <- g + lambda th
 
 ``state_dict()`` returns plain scalars and array copies; ``load_state_dict()``
 copies them back, so a resumed run continues bit for bit.
+
+``register_step_pre_hook(fn)`` (as torch) has ``fn(opt)`` called at the start of
+every ``step()``, before the parameters change, e.g. to snapshot them for an
+update-size statistic; ``handle.remove()`` unregisters it.
 """
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adam", "clip_grad_norm"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adam", "HookHandle", "clip_grad_norm"]
+
+
+class HookHandle:
+    """Returned by ``register_step_pre_hook``; ``remove()`` unregisters the hook (twice is harmless)."""
+
+    def __init__(self, hooks, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
 
 
 class Optimizer:
-    """Shared plumbing: argument checks, scratch buffers, state (de)serialisation.
+    """Shared plumbing: argument checks, scratch buffers, step hooks, state (de)serialisation.
 
     Subclasses list their hyperparameters in ``_hyper`` and their per-element
-    state arrays in ``_buffers``; both are saved by ``state_dict()``.
+    state arrays in ``_buffers``; both are saved by ``state_dict()``.  Their
+    ``step()`` starts with ``if self._step_pre_hooks: self._call_step_pre_hooks()``:
+    without hooks that is one test of an empty dict.
     """
 
     _hyper = ("lr", "weight_decay")
@@ -50,9 +66,22 @@ class Optimizer:
         self.step_count = 0
         self._g = np.zeros_like(params)          # effective gradient scratch
         self._tmp = np.zeros_like(params)        # second scratch
+        self._step_pre_hooks = {}                # key -> fn(optimizer), in registration order
+        self._next_hook_key = 0
 
     def zero_grad(self):
         self.grads.fill(0)
+
+    def register_step_pre_hook(self, fn):
+        """Call ``fn(self)`` at the start of every ``step()``; returns a handle with ``.remove()``."""
+        key = self._next_hook_key
+        self._next_hook_key += 1
+        self._step_pre_hooks[key] = fn
+        return HookHandle(self._step_pre_hooks, key)
+
+    def _call_step_pre_hooks(self):
+        for fn in list(self._step_pre_hooks.values()):   # a hook may remove itself
+            fn(self)
 
     def _decayed_grad(self):
         """g + lambda theta in scratch, or the gradient array itself (never modified)."""
@@ -134,6 +163,8 @@ class SGD(Optimizer):
         self.momentum_buffer = np.zeros_like(params)
 
     def step(self):
+        if self._step_pre_hooks:
+            self._call_step_pre_hooks()
         g = self._decayed_grad()
         self.step_count += 1
         if self.momentum != 0:
@@ -177,6 +208,8 @@ class Adagrad(Optimizer):
         self.sum = np.full_like(params, initial_accumulator_value)
 
     def step(self):
+        if self._step_pre_hooks:
+            self._call_step_pre_hooks()
         g = self._decayed_grad()
         self.step_count += 1
         clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
@@ -214,6 +247,8 @@ class RMSProp(Optimizer):
         self.momentum_buffer = np.zeros_like(params)
 
     def step(self):
+        if self._step_pre_hooks:
+            self._call_step_pre_hooks()
         g = self._decayed_grad()
         self.step_count += 1
         v, tmp = self.square_avg, self._tmp
@@ -279,6 +314,8 @@ class Adam(Optimizer):
         self.max_exp_avg_sq = np.zeros_like(params) if amsgrad else np.zeros(0, params.dtype)
 
     def step(self):
+        if self._step_pre_hooks:
+            self._call_step_pre_hooks()
         g = self._decayed_grad()
         self.step_count += 1
         (beta1, beta2), t = self.betas, self.step_count

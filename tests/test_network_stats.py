@@ -74,6 +74,20 @@ def test_saturated_fraction_and_update_ratio():
     assert b.shape == (8,)
 
 
+def test_update_ratio_comes_from_an_optimizer_hook_that_close_removes():
+    agent = TwoNetAgent()
+    x, y = np.random.default_rng(0).normal(size=(16, 3)), np.zeros((16, 2))
+    inspector = NetworkInspector(agent)
+    opt = agent.opts["relu"]
+    assert "step" not in vars(opt)                 # the optimizer's step is not replaced
+    before = agent.nets["relu"].flat_params.copy()
+    agent.train_step(x, y)
+    np.testing.assert_array_equal(inspector.before["relu"], before)
+    inspector.close()
+    agent.train_step(x, y)                         # no hook now: the snapshot stays where it was
+    np.testing.assert_array_equal(inspector.before["relu"], before)
+
+
 def test_histograms_of_weights_grads_and_outputs_are_written(tmp_path):
     from agents.logger import Logger, TensorBoardSink
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import rlnn
-from agents import checkpoint as ckpt
+from agents import config as cfgmod
 from agents.base import EnvInfo
 from agents.loop import RunConfig, train
 from agents.pg import PGAgent, PGConfig
 from agents.returns import gae, reward_to_go
-from experiments import config as cfgmod
+from rlnn.checkpoint import load_tree, save_tree
 
 METRICS = {"losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/grad_norm", "charts/learning_rate"}
 
@@ -93,7 +93,7 @@ def test_reward_to_go_advantages_mask_reset_rows_and_carry_unfinished_episodes()
     assert mask[:, 1].tolist() == [True, True, True, False, True, True]
     g = reward_to_go(rewards, term, trunc, 0.5, valid=valid)
     assert np.allclose(adv[mask], g[mask])
-    assert agent.offset.tolist() == [3, 0]                 # B's three rows wait for the next update
+    assert agent.rollout.offset.tolist() == [3, 0]         # B's three rows wait for the next update
 
     # Next rollout: B goes on for two more steps and terminates; env 1 plays one 6-step episode.
     rng = np.random.default_rng(1)
@@ -107,7 +107,7 @@ def test_reward_to_go_advantages_mask_reset_rows_and_carry_unfinished_episodes()
     # unfinished episode of 3 rows
     assert mask[:, 0].tolist() == [True] * 5 + [False] * 4
     assert np.allclose(adv[:5, 0], [1.9375, 1.875, 1.75, 1.5, 1.0])
-    assert agent.offset.tolist() == [3, 0]
+    assert agent.rollout.offset.tolist() == [3, 0]
 
 
 def test_value_baseline_bootstraps_truncation_with_the_final_observation():
@@ -128,7 +128,7 @@ def test_value_baseline_bootstraps_truncation_with_the_final_observation():
     assert adv[1, 0] == pytest.approx(1 - v[1, 0])
     expected, _ = gae(rewards, v[:6], v[1:], term, trunc, 0.5, 1.0, valid)
     assert np.allclose(adv, expected)
-    assert agent.offset.tolist() == [0, 0]
+    assert agent.rollout.offset.tolist() == [0, 0]
 
 
 def test_invalid_rows_do_not_influence_the_update():
@@ -166,7 +166,7 @@ def _same_future(a, b, n_envs, steps=40, seed=3):
         obs = r.normal(size=(n_envs, 4)).astype(np.float32)
         nxt = r.normal(size=(n_envs, 4)).astype(np.float32)
         term = r.random(n_envs) < 0.1
-        act_a, act_b = a.act(obs), b.act(obs)
+        act_a, act_b = a.act(obs, t), b.act(obs, t)
         assert np.array_equal(act_a, act_b)
         for agent in (a, b):
             agent.observe(obs, act_a, np.ones(n_envs), nxt, term, np.zeros(n_envs, bool), np.ones(n_envs, bool))
@@ -183,14 +183,15 @@ def test_state_dict_round_trip_through_a_checkpoint_file(tmp_path, baseline):
     r = np.random.default_rng(0)
     for t in range(29):                      # 3 updates and a partial rollout, with carried rows
         obs = r.normal(size=(3, 4)).astype(np.float32)
-        a.observe(obs, a.act(obs), np.ones(3), obs, r.random(3) < 0.05, np.zeros(3, bool), np.ones(3, bool))
+        a.observe(obs, a.act(obs, t), np.ones(3), obs, r.random(3) < 0.05, np.zeros(3, bool), np.ones(3, bool))
         a.learn(t)
     path = str(tmp_path / "pg.npz")
-    ckpt.save(path, {"step": 1}, {"agent": a.state_dict()})
-    _, state = ckpt.load(path)
+    save_tree(path, {"step": 1}, {"agent": a.state_dict()})
+    _, state = load_tree(path)
     b = make_agent(seed=99, **kw)
     b.load_state_dict(state["agent"])
-    assert b.t == a.t == 29 % 8 and np.array_equal(a.offset, b.offset)
+    assert b.rollout.t == a.rollout.t == 29 % 8 and np.array_equal(a.rollout.offset, b.rollout.offset)
+    assert b.updates == a.updates == 3
     _same_future(a, b, 3)
 
 
@@ -201,16 +202,16 @@ def test_config_validation_and_preset():
         PGConfig(gae_lambda=1.5).validate()
     with pytest.raises(cfgmod.ConfigError, match="agent.rollout_steps"):
         cfgmod.update(PGConfig(), {"rollout_steps": 0}, "agent")
-    run_cfg, agent_cfg, preset = cfgmod.build("pg", "CartPole-v1")
-    assert preset == "cartpole_pg" and isinstance(agent_cfg, PGConfig)
-    assert run_cfg.eval_every <= 5_000
+    cfg = cfgmod.build("pg", "CartPole-v1")
+    assert cfg.preset == "cartpole_pg" and isinstance(cfg.agent, PGConfig)
+    assert cfg.run.eval_every <= 5_000
 
 
 def test_learns_cartpole_quickly(tmp_path):
     # The CartPole preset's agent on a short budget: well above the random agent's ~22 by 12,000 steps.
-    run_cfg, agent_cfg, _ = cfgmod.build("pg", "CartPole-v1")
-    run = RunConfig(total_steps=12_000, num_envs=run_cfg.num_envs, eval_every=12_000, eval_episodes=5,
+    cfg = cfgmod.build("pg", "CartPole-v1")
+    run = RunConfig(total_steps=12_000, num_envs=cfg.run.num_envs, eval_every=12_000, eval_episodes=5,
                     checkpoint_every=10**6, log_every=2_000, logdir=str(tmp_path))
-    result = train("pg", run, agent_cfg, console=False)
+    result = train("pg", run, cfg.agent, console=False)
     last = [r for _, r in result.episode_returns[-20:]]
     assert result.evals[-1].mean > 60 or np.mean(last) > 60, (result.evals, last)

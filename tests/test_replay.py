@@ -1,4 +1,5 @@
-"""The replay ring buffer: wraparound, valid-row filtering, uniform sampling, state round trip."""
+"""The replay ring buffer (wraparound, valid-row filtering, uniform sampling, state round trip) and the
+rollout buffer of policy gradient (time-major storage, carry-over of unfinished episodes, growth)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from agents.replay import ReplayBuffer
+from agents.rollout import RolloutBuffer
 
 
 def _rows(start, n, d=3):
@@ -105,3 +107,71 @@ def test_the_largest_uniform_draw_maps_to_the_last_filled_row():
         buf.add(np.stack([rows, rows], 1), np.arange(size), rows, np.stack([rows, rows], 1), np.zeros(size))
         obs, actions, *_ = buf.sample(8, LargestDraw())
         assert (actions == size - 1).all() and (obs[:, 0] == size - 1).all()
+
+
+# ------------------------------------------------------------------ rollout buffer
+def _vector_step(buf, t, done, valid):
+    """One vector step whose obs and reward encode (t, column): obs = 10 t + i."""
+    n = buf.num_envs
+    code = 10.0 * t + np.arange(n)
+    obs = np.repeat(code[:, None], buf.obs_dim, axis=1)
+    buf.add(obs, np.arange(n) % 2, code, obs + 0.5, np.asarray(done, bool), np.zeros(n, bool),
+            np.asarray(valid, bool))
+
+
+def test_rollout_rows_are_time_major_and_reset_starts_over_without_carry():
+    buf = RolloutBuffer(3, 2, 1)
+    for t in range(3):
+        assert not buf.ready
+        _vector_step(buf, t, [False, t == 1], [True, t != 2])
+    assert buf.ready
+    batch = buf.batch()
+    assert batch.shape == (3, 2) and batch.lengths.tolist() == [3, 3]
+    assert batch.rewards.tolist() == [[0, 1], [10, 11], [20, 21]]
+    assert batch.obs[:, :, 0].tolist() == [[0, 1], [10, 11], [20, 21]]
+    assert batch.valid[:, 1].tolist() == [True, True, False]
+    with pytest.raises(RuntimeError, match="before reset"):
+        _vector_step(buf, 3, [False, False], [True, True])
+    buf.reset()
+    assert buf.t == 0 and buf.offset.tolist() == [0, 0] and not buf.ready
+
+
+def test_rollout_carries_unfinished_episodes_over_and_grows_for_long_ones():
+    buf = RolloutBuffer(3, 2, 1, carry_unfinished=True)
+    # column 0: one episode running through the whole rollout; column 1: done at t=0, reset row t=1,
+    # a new episode from t=2
+    for t in range(3):
+        _vector_step(buf, t, [False, t == 0], [True, t != 1])
+    buf.reset()
+    assert buf.offset.tolist() == [3, 1]       # column 1 keeps only its new episode, not the reset row
+    assert buf.obs[:3, 0, 0].tolist() == [0, 10, 20] and buf.obs[0, 1, 0] == 21
+    assert buf.cap == 6                        # 3 carried rows + a rollout: the storage grew
+    for t in range(3, 6):
+        _vector_step(buf, t, [t == 5, False], [True, True])
+    batch = buf.batch()
+    assert batch.lengths.tolist() == [6, 4] and batch.shape == (6, 2)
+    assert batch.rewards[:, 0].tolist() == [0, 10, 20, 30, 40, 50]
+    assert batch.rewards[:, 1].tolist() == [21, 31, 41, 51, 0, 0]
+    assert batch.valid[:, 1].tolist() == [True] * 4 + [False] * 2      # padding rows are invalid
+    assert batch.terminated[:, 0].tolist() == [False] * 5 + [True]
+
+
+def test_rollout_state_dict_round_trip_continues_identically():
+    buf = RolloutBuffer(3, 2, 1, carry_unfinished=True)
+    for t in range(3):
+        _vector_step(buf, t, [False, t == 0], [True, t != 1])
+    buf.reset()
+    _vector_step(buf, 3, [False, False], [True, True])
+    fresh = RolloutBuffer(3, 2, 1, carry_unfinished=True)
+    fresh.load_state_dict(buf.state_dict())
+    assert (fresh.t, fresh.cap, fresh.offset.tolist()) == (buf.t, buf.cap, buf.offset.tolist())
+    for b in (buf, fresh):
+        for t in range(4, 6):
+            _vector_step(b, t, [t == 5, False], [True, True])
+    x, y = buf.batch(), fresh.batch()
+    for key in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated", "valid", "lengths"):
+        assert np.array_equal(getattr(x, key), getattr(y, key)), key
+    bad = buf.state_dict()
+    bad["obs"] = bad["obs"][:, :1]
+    with pytest.raises(ValueError, match="rollout obs"):
+        RolloutBuffer(3, 2, 1).load_state_dict(bad)

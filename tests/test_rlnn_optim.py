@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from rlnn import MLP, clip_grad_norm, losses, optim
+from rlnn.reference import check_reference_agrees
 
 N = 7
 STEPS = 6
@@ -261,6 +262,40 @@ def test_bad_arguments():
         optim.RMSProp(p, g, alpha=1.5)
 
 
+@pytest.mark.parametrize("make", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_step_pre_hook_sees_the_old_parameters_and_stops_after_remove(make):
+    params, grads = _theta0(), np.ones(N)
+    opt = make(params, grads)
+    seen = []
+    handle = opt.register_step_pre_hook(lambda o: seen.append((o, o.params.copy(), o.step_count)))
+    before = params.copy()
+    opt.step()
+    assert len(seen) == 1
+    hooked_opt, hooked_params, count = seen[0]
+    assert hooked_opt is opt and count == 0                # called at the start of step()
+    np.testing.assert_array_equal(hooked_params, before)   # ... before the update
+    assert not np.array_equal(params, before)              # which then happened
+    handle.remove()
+    opt.step()
+    handle.remove()                                        # twice is harmless
+    assert len(seen) == 1 and opt.step_count == 2
+
+
+def test_step_pre_hooks_run_in_registration_order_and_leave_the_update_unchanged():
+    grads = _gradients()
+    calls = []
+    hooked = _run(lambda p, g: _with_hooks(optim.Adam(p, g, lr=0.01), calls), grads, _theta0())
+    plain = _run(lambda p, g: optim.Adam(p, g, lr=0.01), grads, _theta0())
+    np.testing.assert_array_equal(hooked[-1], plain[-1])
+    assert calls == ["first", "second"] * len(grads)
+
+
+def _with_hooks(opt, calls):
+    opt.register_step_pre_hook(lambda o: calls.append("first"))
+    opt.register_step_pre_hook(lambda o: calls.append("second"))
+    return opt
+
+
 # ------------------------------------------------------------- clip_grad_norm
 def test_clip_grad_norm_scales_in_place_and_returns_the_norm_before():
     g = np.array([3.0, 4.0])
@@ -285,6 +320,5 @@ def test_clip_grad_norm_over_a_list_and_without_limit():
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
-def test_training_step_matches_the_benchmarks_naive_per_layer_version(activation):
-    from experiments.bench_nn import check_reference_agrees
+def test_training_step_matches_the_naive_per_layer_reference(activation):
     check_reference_agrees(activation)        # raises AssertionError on any mismatch
