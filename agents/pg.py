@@ -13,9 +13,12 @@ One update per rollout of ``rollout_steps`` vector steps (``rollout_steps * num_
                     = -mean_t A_t log pi(a_t | s_t) - ent_coef * mean_t H(pi(. | s_t))
     value loss      = l2 or huber(V(s_t), R_t)                      (baseline = "value" only)
 
-both means taken over the *valid* rows only (the no-op reset rows of NEXT_STEP autoreset get weight
-0). One gradient step on the policy per rollout (REINFORCE is on-policy: a second step would use data
-of an older policy); the critic may take ``value_steps`` steps on the same batch, which is just
+both means over the rows *in use* only: the learner hands the losses just those rows, so the means are
+plain means and the advantages are the policy loss's only weights. Not in use: the no-op reset rows of
+NEXT_STEP autoreset, and without a critic the rows of unfinished episodes (carried over, see below).
+
+One gradient step on the policy per rollout (REINFORCE is on-policy: a second step would use data of
+an older policy); the critic may take ``value_steps`` steps on the same batch, which is just
 regression. Gradients are clipped to a global norm ``max_grad_norm`` per network.
 
 Advantages, by ``baseline`` (``agents.returns`` has the formulas):
@@ -29,9 +32,9 @@ Advantages, by ``baseline`` (``agents.returns`` has the formulas):
     return of the time-limited task the episode statistics measure (CartPole-v1: at most 500).
   - an episode still running when the rollout ends has an unknown reward-to-go, so its rows are
     *carried over*: they stay in the rollout buffer (``agents.rollout``) and join the next update,
-    once the episode has finished and G is exact. (Their actions came from the policy one update older: a small,
-    bounded off-policy lag, preferred here to biased truncated returns.) The buffer grows if an
-    episode outlasts it.
+    once the episode has finished and G is exact. (Their actions came from the policy one update
+    older: a small, bounded off-policy lag, preferred here to biased truncated returns.) The buffer
+    grows if an episode outlasts it.
 
 Learning rate: ``lr`` constant, or ``lr_schedule = "linear"`` from ``lr`` to ``lr_end`` over
 ``lr_anneal_steps`` env steps (absolute: the agent does not know the run's total_steps), the value
@@ -155,15 +158,13 @@ class PGAgent(Agent):
         if use.any():
             self.last_batch = {"advantages": adv, "mask": use}
             factor = self.lr_factor(step)
-            obs = batch.obs.reshape(-1, self.env_info.obs_dim)       # (T n, d): rows in the masks' order
-            rows = use.reshape(-1)
-            metrics = self.policy_step(obs, batch.actions.reshape(-1), adv.reshape(-1), rows,
-                                       self.config.lr * factor)
+            rows = use.reshape(-1)                                   # row-major, as adv[use]
+            obs = batch.obs.reshape(-1, self.env_info.obs_dim)[rows]   # (R, d): the R rows in use
+            metrics = self.policy_step(obs, batch.actions.reshape(-1)[rows], adv[use], self.config.lr * factor)
             if self.value is None:
                 metrics["losses/value_loss"] = 0.0
             else:
-                metrics.update(self.critic_steps(obs, values.reshape(-1), targets.reshape(-1), rows,
-                                                 self.config.value_lr * factor))
+                metrics.update(self.critic_steps(obs, values[use], targets[use], self.config.value_lr * factor))
             self.updates += 1
         self.rollout.reset()
         return metrics
@@ -194,53 +195,48 @@ class PGAgent(Agent):
                 adv = (adv - sel.mean()) / (sel.std() + 1e-8)
         return adv, use, values, targets
 
-    def policy_step(self, obs: np.ndarray, actions: np.ndarray, adv: np.ndarray, use: np.ndarray,
-                    lr: float) -> dict[str, float]:
-        """One gradient step on the policy loss over the rows in use (obs (R, d), the others (R,))."""
-        w = use / int(use.sum())                  # mean over the rows in use
+    def policy_step(self, obs: np.ndarray, actions: np.ndarray, adv: np.ndarray, lr: float) -> dict[str, float]:
+        """One gradient step on the policy loss over the rows in use: obs (R, d), actions and adv (R,)."""
         self.policy.zero_grad()
-        pl, ent = self.policy_loss(obs, actions, adv * w, w)
+        pl, ent = self.policy_loss(obs, actions, adv)
         grad_norm = optim.clip_grad_norm(self.policy.flat_grads, self._grad_clip)
         self.policy_opt.lr = lr
         self.policy_opt.step()
         return {"losses/policy_loss": pl, "losses/entropy": ent, "losses/grad_norm": grad_norm,
                 "charts/learning_rate": lr}
 
-    def critic_steps(self, obs: np.ndarray, values: np.ndarray, targets: np.ndarray, use: np.ndarray,
+    def critic_steps(self, obs: np.ndarray, values: np.ndarray, targets: np.ndarray,
                      lr: float) -> dict[str, float]:
         """``value_steps`` full-batch steps regressing V(s) onto the targets over the rows in use.
 
-        obs (R, d); values (R,) = V(s) before the steps (for the explained variance); targets, use (R,).
+        obs (R, d); values (R,) = V(s) before the steps (for the explained variance); targets (R,).
         Metrics: the first step's loss and gradient norm.
         """
         c = self.config
         target = targets.reshape(-1, 1).astype(self.dtype)
-        weights = (use / int(use.sum()) * len(use)).astype(self.dtype)
         self.value_opt.lr = lr
         metrics: dict[str, float] = {}
         for i in range(c.value_steps):
             self.value.zero_grad()
-            loss = self.value_loss(self.value.forward(obs), target, weights)
+            loss = self.value_loss(self.value.forward(obs), target)
             grad_norm = optim.clip_grad_norm(self.value.flat_grads, self._grad_clip)
             self.value_opt.step()
             if i == 0:
                 metrics = {"losses/value_loss": loss, "losses/value_grad_norm": grad_norm}
-        metrics["losses/explained_variance"] = _explained_variance(values[use], targets[use])
+        metrics["losses/explained_variance"] = _explained_variance(values, targets)
         return metrics
 
-    def policy_loss(self, obs: np.ndarray, actions: np.ndarray, weights: np.ndarray, ent_weights: np.ndarray,
+    def policy_loss(self, obs: np.ndarray, actions: np.ndarray, advantages: np.ndarray,
                     backward: bool = True) -> tuple[float, float]:
-        """(loss, entropy) of the policy on a batch; with ``backward`` its gradient is added to the grads.
+        """(loss, mean entropy) of the policy on a batch of R rows; with ``backward`` the loss's gradient
+        is added to the grads.
 
-        loss = -sum_i weights_i log pi(a_i | s_i) - ent_coef * sum_i ent_weights_i H(pi(. | s_i)).
-        The learner passes weights = advantage / n_valid and ent_weights = 1 / n_valid on valid rows
-        (0 elsewhere), i.e. means over the valid rows. Implemented with
-        ``softmax_cross_entropy(logits, actions, weights=B * weights)``, which divides by the batch size B.
+        loss = -mean_i A_i log pi(a_i | s_i) - ent_coef * mean_i H(pi(. | s_i)),  obs (R, d), actions and
+        advantages A (R,): ``softmax_cross_entropy`` with the advantages as its sample weights.
         """
         logits = self.policy.forward(obs) if backward else self.policy.predict(obs)
-        B = len(actions)
-        pl, dlogits = losses.softmax_cross_entropy(logits, actions, weights=(weights * B).astype(logits.dtype))
-        ent, dent = losses.entropy(logits.astype(np.float64), weights=ent_weights * B)
+        pl, dlogits = losses.softmax_cross_entropy(logits, actions, weights=advantages.astype(logits.dtype))
+        ent, dent = losses.entropy(logits.astype(np.float64))
         ent_coef = self.config.ent_coef
         if backward:
             if ent_coef > 0:
@@ -248,13 +244,14 @@ class PGAgent(Agent):
             self.policy.backward(dlogits)
         return pl - ent_coef * ent, ent
 
-    def value_loss(self, pred: np.ndarray, target: np.ndarray, weights: np.ndarray) -> float:
-        """Critic loss (l2 or huber) of ``pred`` = the last ``value.forward``; adds its gradient to the grads."""
+    def value_loss(self, pred: np.ndarray, target: np.ndarray) -> float:
+        """Critic loss, the mean l2 or huber of ``pred`` (R, 1) = the last ``value.forward`` against
+        ``target`` (R, 1); adds its gradient to the grads."""
         c = self.config
         if c.value_loss == "huber":
-            loss, dv = losses.huber(pred, target, delta=c.huber_delta, weights=weights)
+            loss, dv = losses.huber(pred, target, delta=c.huber_delta)
         else:
-            loss, dv = losses.l2(pred, target, weights=weights)
+            loss, dv = losses.l2(pred, target)
         self.value.backward(dv)
         return loss
 
@@ -310,11 +307,10 @@ class PGAgent(Agent):
         returns = reward_to_go(col(batch["rewards"]), col(batch["terminated"]), col(batch["truncated"]),
                                c.gamma).reshape(n)
         adv = (returns - returns.mean()) / (returns.std() + 1e-8)
-        w = np.full(n, 1.0 / n)
 
         def policy_closure():
             self.policy.zero_grad()
-            return self.policy_loss(obs, batch["actions"], adv * w, w)[0]
+            return self.policy_loss(obs, batch["actions"], adv)[0]
 
         checks = {"policy_loss": (self.policy, policy_closure)}
         if self.value is not None:
@@ -322,7 +318,7 @@ class PGAgent(Agent):
 
             def value_closure():
                 self.value.zero_grad()
-                return self.value_loss(self.value.forward(obs), target, np.ones(n, self.dtype))
+                return self.value_loss(self.value.forward(obs), target)
 
             checks["value_loss"] = (self.value, value_closure)
         return checks

@@ -45,26 +45,25 @@ def test_policy_loss_gradient_matches_finite_differences():
     agent = make_agent(dtype="float64", ent_coef=0.05, hidden_sizes=[8, 8])
     agent.policy.params[-2][...] *= 100            # undo the small last-layer init: non-trivial logits
     rng = np.random.default_rng(0)
-    obs = rng.normal(size=(12, 4))
-    actions = rng.integers(0, 2, size=12)
-    mask = np.ones(12)
-    mask[[3, 7]] = 0                               # two invalid rows
-    weights = rng.normal(size=12) * mask / mask.sum()
-    ent_weights = mask / mask.sum()
+    keep = np.ones(12, bool)
+    keep[[3, 7]] = False                           # two invalid rows: the learner leaves them out
+    obs = rng.normal(size=(12, 4))[keep]
+    actions = rng.integers(0, 2, size=12)[keep]
+    adv = rng.normal(size=12)[keep]
 
     def loss():
-        return agent.policy_loss(obs, actions, weights, ent_weights, backward=False)[0]
+        return agent.policy_loss(obs, actions, adv, backward=False)[0]
 
     agent.policy.zero_grad()
-    value, _ = agent.policy_loss(obs, actions, weights, ent_weights)
+    value, _ = agent.policy_loss(obs, actions, adv)
     assert value == pytest.approx(loss())
     assert rlnn.gradcheck(loss, agent.policy.flat_params, agent.policy.flat_grads) < 1e-6
 
-    # The REINFORCE loss itself: -sum_i w_i log pi(a_i|s_i) - ent_coef * sum_i e_i H_i.
+    # The REINFORCE loss itself, means over the rows given: -mean_i A_i log pi(a_i|s_i) - ent_coef * mean_i H_i.
     logits = agent.policy.predict(obs)
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     p = np.exp(logp)
-    expected = -(weights * logp[np.arange(12), actions]).sum() - 0.05 * (ent_weights * -(p * logp).sum(1)).sum()
+    expected = -(adv * logp[np.arange(10), actions]).mean() - 0.05 * (-(p * logp).sum(1)).mean()
     assert value == pytest.approx(expected, rel=1e-10)
 
 
