@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import math
 import os
 import tomllib
 import types
@@ -87,6 +88,34 @@ class TrainConfig:
                    update(config_cls(), saved.get("agent", {}), "agent"))
 
 
+# Keys a resumed run may change (``rlnn train --resume RUN --set agent.lr=1e-4``): schedules, step sizes
+# and cadences, which the agents and the loop read from the config at every use. Everything else (network
+# shapes, env, seed, num_envs, buffer sizes) is baked into the checkpoint's arrays or the run's RNG streams.
+RESUME_CHANGEABLE = {
+    "run": ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints", "log_every",
+            "network_log_every", "stop_at_eval_return"),
+    "agent": ("lr", "lr_schedule", "lr_end", "lr_anneal_steps", "value_lr", "ent_coef", "max_grad_norm",
+              "start_e", "end_e", "exploration_steps", "target_update_interval", "tau"),
+}
+
+
+def resume_changes(saved: "TrainConfig", new: "TrainConfig") -> dict[str, list]:
+    """{"section.key": [old, new]} of what ``new`` changes in a run configured as ``saved``;
+    ConfigError naming the first key that a resumed run cannot change."""
+    if new.algo != saved.algo:
+        raise ConfigError(f"algo {new.algo!r} does not match the run's algorithm {saved.algo!r}")
+    changes = {}
+    for section in ("run", "agent"):
+        old, now = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(new, section))
+        for key in old:
+            if old[key] != now[key]:
+                if key not in RESUME_CHANGEABLE[section]:
+                    raise ConfigError(f"{section}.{key} cannot change when resuming (it is fixed when a run "
+                                      f"starts); can change: {', '.join(RESUME_CHANGEABLE[section])}")
+                changes[f"{section}.{key}"] = [old[key], now[key]]
+    return changes
+
+
 class ConfigError(ValueError):
     """A user mistake in a config file or --set: the message is one line naming key and what is allowed."""
 
@@ -133,9 +162,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return int(value)
         raise ConfigError(f"{key}: {value!r} is not an int")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key}: {value!r} is not a float")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: {value!r} is not a float")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {value} is not allowed: numbers must be finite")
+        return float(value)
     if tp is dict:
         if isinstance(value, dict):
             return value

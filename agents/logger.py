@@ -50,9 +50,17 @@ def markdown_table(hparams: dict[str, Any]) -> str:
     return "| parameter | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in hparams.items())
 
 
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Sink(Protocol):
     def scalar(self, tag: str, value: float, step: int) -> None: ...
-    def flush(self) -> None: ...
+    def flush(self, durable: bool = False) -> None: ...
     def close(self) -> None: ...
 
 
@@ -104,8 +112,24 @@ class TensorBoardSink:
         clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
         self._add(hparams_pb(clean, start_time_secs=start_time), 0)
 
-    def flush(self) -> None:
+    def session_end(self, status: str) -> None:
+        """The HPARAMS tab's end-of-session record: done -> success, interrupted -> unknown (it may be
+        resumed; the proto has no "aborted"), anything else (diverged, crashed) -> failure."""
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+        code = {"done": api_pb2.STATUS_SUCCESS, "interrupted": api_pb2.STATUS_UNKNOWN}.get(status, api_pb2.STATUS_FAILURE)
+        data = plugin_data_pb2.HParamsPluginData(
+            session_end_info=plugin_data_pb2.SessionEndInfo(status=code, end_time_secs=time.time()))
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+            tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(data),
+            tensor=metadata.NULL_TENSOR)])
+        self._add(summary, 0)
+
+    def flush(self, durable: bool = False) -> None:
         self.writer.flush()
+        if durable:     # EventFileWriter has no public name for its file; the name it keeps is stable
+            _fsync(self.writer._file_name)
 
     def close(self) -> None:
         self.writer.close()
@@ -139,8 +163,10 @@ class CSVSink:
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.writerow((f"{time.time():.3f}", int(step), tag, repr(float(value))))
 
-    def flush(self) -> None:
+    def flush(self, durable: bool = False) -> None:
         self.file.flush()
+        if durable:
+            os.fsync(self.file.fileno())
 
     def close(self) -> None:
         self.file.close()
@@ -190,7 +216,7 @@ class ConsoleSink:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
 
-    def flush(self) -> None:
+    def flush(self, durable: bool = False) -> None:
         pass
 
     def close(self) -> None:
@@ -233,9 +259,13 @@ class Logger:
     def tick(self, force: bool = False) -> None:
         self._each("tick", force)
 
-    def flush(self) -> None:
+    def session_end(self, status: str) -> None:
+        self._each("session_end", status)
+
+    def flush(self, durable: bool = False) -> None:
+        """Everything written so far to the OS; with ``durable``, to the disk (fsync)."""
         for sink in self.sinks:
-            sink.flush()
+            sink.flush(durable)
 
     def close(self) -> None:
         for sink in self.sinks:

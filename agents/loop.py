@@ -32,7 +32,7 @@ import numpy as np
 
 import envs
 from agents.base import EnvInfo
-from agents.config import RunConfig, TrainConfig
+from agents.config import RunConfig, TrainConfig, resume_changes
 from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table
 from agents.registry import get_algo
 from agents.rundir import CheckpointError, EvalRecord, RunDir
@@ -153,28 +153,31 @@ def train(
     console: bool = True,
     stream=None,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint: str | None = None,
 ) -> RunResult:
-    """Train ``algo`` as ``run_cfg`` says; log and checkpoint into ``run_dir`` (made if None).
+    """Train ``algo`` as ``run_cfg`` says; log and checkpoint into ``run_dir`` (a new directory under
+    ``run_cfg.logdir`` if None). The process holds the run directory's lock while it writes there.
 
-    With ``resume=True`` the latest checkpoint of ``run_dir`` is loaded and training continues until
-    ``run_cfg.total_steps``. ``callback(info)`` is called after every vector step (and after the final
-    evaluation) with the step, agent, metrics, env, obs and the evaluation record, if one ran.
+    With ``resume=True`` the latest checkpoint of ``run_dir`` (or ``checkpoint``, e.g. "step_50000") is
+    loaded and training continues until ``run_cfg.total_steps``; configs that differ from the run's
+    config.json may change only ``agents.config.RESUME_CHANGEABLE`` keys, and the change is recorded.
+    ``callback(info)`` is called after every vector step (and after the final evaluation) with the step,
+    agent, metrics, env, obs and the evaluation record, if one ran.
     Returns a RunResult; raises TrainingDiverged on a non-finite quantity.
     """
     config_cls, _ = get_algo(algo)
     cfg = TrainConfig(algo, run_cfg, config_cls() if agent_cfg is None else agent_cfg)
-    if run_dir is None:
-        run_dir = os.path.join(run_cfg.logdir, RunDir.name(run_cfg.env_id, algo, run_cfg.seed))
-    session = _Session(cfg, RunDir(run_dir), console, stream or sys.stdout, callback)
-    return session.run(resume)
+    session = _Session(cfg, None if run_dir is None else RunDir(run_dir), console, stream or sys.stdout, callback)
+    return session.run(resume, checkpoint)
 
 
 class _Session:
     """One training session of one run: setup -> resume -> steps -> finish."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: RunDir, console: bool, stream, callback):
+    def __init__(self, cfg: TrainConfig, run_dir: RunDir | None, console: bool, stream, callback):
         self.cfg, self.run_dir, self.console, self.stream, self.callback = cfg, run_dir, console, stream, callback
-        self.result = RunResult(run_dir=run_dir.path, step=0, episodes=0, status="done")
+        self.result = RunResult(run_dir="", step=0, episodes=0, status="done")
+        self.elapsed_step = -1
         self.last_metrics: dict[str, float] = {}
         self._setup()
 
@@ -193,8 +196,11 @@ class _Session:
         obs, _ = self.env.reset(seed=self.env_seed)
         self.state = LoopState.start(run, obs)
 
-    def _resume(self) -> None:
-        path = self.run_dir.latest_checkpoint()
+    def _resume(self, checkpoint: str | None) -> dict[str, list]:
+        """Load the checkpoint into the agent, the envs and the loop; returns the config changes."""
+        saved = TrainConfig.from_dict(self.run_dir.read_config(), self.run_dir.file(RunDir.CONFIG))
+        changes = resume_changes(saved, self.cfg)
+        path = self.run_dir.latest_checkpoint() if checkpoint is None else self.run_dir.checkpoint_named(checkpoint)
         meta, arrays = self.run_dir.load_checkpoint(path)
         if meta.get("algo") != self.cfg.algo:
             raise CheckpointError(f"{path}: checkpoint of algorithm {meta.get('algo')!r}, not {self.cfg.algo!r}")
@@ -209,6 +215,18 @@ class _Session:
             state.obs, _ = self.env.reset(seed=self.env_seed + state.step)
             state.prev_done[:] = False
         self.state = state
+        return changes
+
+    def _record_changes(self, changes: dict[str, list]) -> None:
+        """A resumed run's config changes: into config.json's history and the TEXT tab, at this step."""
+        if not changes:
+            return
+        saved = self.run_dir.read_config()
+        history = saved.get("history", []) + [{"step": self.state.step, "time": time.time(), "changes": changes}]
+        self.run_dir.write_config(dict(self.cfg.to_dict(), history=history))
+        lines = "\n".join(f"| {k} | {old} | {new} |" for k, (old, new) in changes.items())
+        self.logger.text("config_changes", f"resumed at step {self.state.step:,}\n\n| key | was | now |\n"
+                                           f"|---|---|---|\n{lines}", self.state.step)
 
     def _open_logger(self, resumed: bool) -> None:
         at = self.state.step if resumed else None
@@ -228,33 +246,62 @@ class _Session:
             self.inspector = NetworkInspector(self.agent)
 
     # -------------------------------------------------------------------- run
-    def run(self, resume: bool) -> RunResult:
-        try:
-            if resume:
-                self._resume()
-            else:
-                RunDir.create(self.run_dir.path).write_config(self.cfg.to_dict())
-            self._open_logger(resume)
-        except BaseException:
-            self._close_envs()
-            raise
+    def run(self, resume: bool, checkpoint: str | None = None) -> RunResult:
+        changes = self._open(resume, checkpoint)
+        if resume and self.state.step >= self.cfg.run.total_steps:
+            return self._nothing_to_do()
+        self._open_logger(resume)
+        self._record_changes(changes)
         if self.console:
             print(f"run: {self.run_dir}\nwatch: tensorboard --logdir "
                   f"{os.path.dirname(os.path.abspath(self.run_dir.path))}", file=self.stream, flush=True)
         self.t0, self.session_start_step = time.perf_counter(), self.state.step
-        self.result.step, self.result.episodes = self.state.step, self.state.episodes
         try:
             with _StopFlag() as stop:
                 self._steps(stop)
             self._finish()
         except (Interrupted, KeyboardInterrupt):
             self._interrupted()
+        except BaseException:
+            self.logger.session_end("failure")
+            raise
         finally:
             self.logger.close()
             self._close_envs()
+            self.run_dir.unlock()
             if self.console:
                 print(f"events and checkpoints in {self.run_dir}", file=self.stream, flush=True)
         return self._write_result()
+
+    def _open(self, resume: bool, checkpoint: str | None) -> dict[str, list]:
+        """Take the run directory (locked) and, when resuming, load its checkpoint; returns config changes."""
+        try:
+            if resume:
+                self.run_dir.lock()
+                return self._resume(checkpoint)
+            if self.run_dir is None:    # made only now, so a config or env error leaves no empty directory
+                self.run_dir = RunDir.create_new(self.cfg.run.logdir, self.cfg.run.env_id, self.cfg.algo,
+                                                 self.cfg.run.seed)
+            self.run_dir.claim_new()
+            self.run_dir.write_config(self.cfg.to_dict())
+            return {}
+        except BaseException:
+            if self.run_dir is not None:
+                self.run_dir.unlock()
+            self._close_envs()
+            raise
+        finally:
+            self.result.run_dir = self.run_dir.path if self.run_dir is not None else ""
+
+    def _nothing_to_do(self) -> RunResult:
+        """Resuming a run that already reached its total: nothing is trained, logged or rewritten."""
+        self._close_envs()
+        self.run_dir.unlock()
+        s, saved = self.state, self.run_dir.read_result() or {}
+        print(f"{self.run_dir} is already at step {s.step:,} (total_steps {self.cfg.run.total_steps:,}): "
+              "nothing to do", file=self.stream)
+        return RunResult(run_dir=self.run_dir.path, step=s.step, episodes=s.episodes,
+                         status=saved.get("status", "done"), evals=self.run_dir.evals())
 
     def _steps(self, stop: _StopFlag) -> None:
         target = self.cfg.run.stop_at_eval_return
@@ -300,18 +347,21 @@ class _Session:
     def _periodic(self, metrics: dict[str, float]) -> EvalRecord | None:
         """What runs every so many steps: logging, network statistics, evaluation, checkpoint, callback."""
         s, run = self.state, self.cfg.run
+        eval_due = self.eval_env is not None and s.step >= s.next_eval
         if s.step >= s.next_log:
             s.next_log += run.log_every * max(1, math.ceil((s.step - s.next_log + 1) / run.log_every))
             self._check_finite()
             self.logger.scalars(self.last_metrics, s.step)
             sps = (s.step - self.session_start_step) / max(1e-9, time.perf_counter() - self.t0)
             self.logger.scalar("charts/SPS", sps, s.step)
-            self.logger.scalar("charts/elapsed_seconds", self._elapsed(), s.step)
+            if not eval_due:     # an evaluation at this step logs the elapsed time itself (one point a step)
+                self.logger.scalar("charts/elapsed_seconds", self._elapsed(), s.step)
+                self.elapsed_step = s.step
         if self.inspector is not None and s.step >= s.next_net_log:
             s.next_net_log += run.network_log_every
             self.inspector.log(self.logger, s.step)
         record = None
-        if self.eval_env is not None and s.step >= s.next_eval:
+        if eval_due:
             s.next_eval += run.eval_every
             record = self._evaluate()
         if s.step >= s.next_ckpt:
@@ -329,6 +379,7 @@ class _Session:
             self._call_back({}, self._evaluate())
         self._check_finite()
         self._save_checkpoint()
+        self.logger.session_end("done")
 
     def _interrupted(self) -> None:
         self.result.status = "interrupted"
@@ -338,6 +389,7 @@ class _Session:
             print(f"\ninterrupted at step {self.state.step:,}: checkpoint {path}", file=self.stream)
         except TrainingDiverged:
             pass
+        self.logger.session_end("interrupted")
 
     def _write_result(self) -> RunResult:
         r, s = self.result, self.state
@@ -364,12 +416,16 @@ class _Session:
                             std=float(returns.std()))
         self.logger.scalar("eval/episodic_return", record.mean, s.step)
         self.logger.scalar("eval/episodic_return_std", record.std, s.step)
-        self.logger.scalar("charts/elapsed_seconds", record.elapsed, s.step)
+        if self.elapsed_step != s.step:     # the final evaluation may fall on a step that logging just took
+            self.logger.scalar("charts/elapsed_seconds", record.elapsed, s.step)
         self.result.evals.append(record)
         return record
 
     def _save_checkpoint(self) -> str:
+        """Events and CSV to disk first, then the checkpoint: whatever a resume starts from, the curves
+        up to it are on disk (a ``kill -9`` loses only what came after the last checkpoint)."""
         s = self.state
+        self.logger.flush(durable=True)
         loop_meta = dict(s.meta(), elapsed=self._elapsed())
         meta = {"algo": self.cfg.algo, "config": self.cfg.to_dict(), "loop": loop_meta}
         arrays = {"agent": self.agent.state_dict(), "env": envs.env_state(self.env), "loop": s.arrays()}
@@ -379,11 +435,15 @@ class _Session:
         step = self.state.step
         for tag, value in self.last_metrics.items():
             if not math.isfinite(value):
-                raise TrainingDiverged(f"step {step}: {tag} is {value}; stopped, last good checkpoint kept")
+                raise TrainingDiverged(f"step {step}: {tag} is {value}; stopped, {self._kept()}")
         for name, net in self.agent.networks().items():
             if not np.isfinite(net.flat_params).all():
                 raise TrainingDiverged(f"step {step}: parameters of network {name!r} are not finite; "
-                                       "stopped, last good checkpoint kept")
+                                       f"stopped, {self._kept()}")
+
+    def _kept(self) -> str:
+        paths = self.run_dir.checkpoints()
+        return f"last good checkpoint {os.path.basename(paths[-1])} kept" if paths else "no checkpoint was written yet"
 
     def _call_back(self, metrics: dict[str, float], record: EvalRecord | None) -> None:
         if self.callback is not None:

@@ -8,6 +8,10 @@
         events.out.tfevents.*       TensorBoard events (scalars, histograms, text, hparams)
         checkpoints/step_0000050000.npz   whole-run checkpoints, the newest ``keep`` of them
 
+A process that writes a run directory holds an exclusive lock on its ``.lock`` file (``RunDir.lock``): an
+OS lock, released on any exit, ``kill -9`` included, so a second writer is refused with the first one's
+process id instead of mixing its checkpoints and events into the run. Readers (eval, report) take no lock.
+
 A checkpoint is ``rlnn.checkpoint.save_tree`` data: JSON metadata (format, version and the loop's state,
 ``agents.loop.LoopState``) and the arrays of the agent, the envs and the loop. It is written to a
 temporary file and renamed, so the newest checkpoint is always whole.
@@ -16,6 +20,7 @@ temporary file and renamed, so the newest checkpoint is always whole.
 from __future__ import annotations
 
 import csv
+import fcntl
 import glob
 import json
 import os
@@ -49,10 +54,11 @@ class RunDirError(CheckpointError):
 class RunDir:
     """A run directory on disk (it need not exist yet)."""
 
-    CONFIG, RESULT, PROGRESS, CHECKPOINTS = "config.json", "result.json", "progress.csv", "checkpoints"
+    CONFIG, RESULT, PROGRESS, CHECKPOINTS, LOCK = "config.json", "result.json", "progress.csv", "checkpoints", ".lock"
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
+        self._lock_fd: int | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({self.path!r})"
@@ -68,10 +74,51 @@ class RunDir:
         return f"{env_id.replace('/', '-')}__{algo}__{seed}__{t}"
 
     @classmethod
-    def create(cls, path: str) -> "RunDir":
-        """Make the directory (and its parents) for a new run."""
-        os.makedirs(path, exist_ok=True)
-        return cls(path)
+    def create_new(cls, logdir: str, env_id: str, algo: str, seed: int) -> "RunDir":
+        """A directory no run has used, made atomically: ``name(...)``, or with ``_2``, ``_3``... appended
+        when a run started in the same second took it."""
+        _makedirs(logdir)
+        base = os.path.join(logdir, cls.name(env_id, algo, seed))
+        for k in range(1, 10_000):
+            path = base if k == 1 else f"{base}_{k}"
+            try:
+                os.mkdir(path)
+                return cls(path)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise RunDirError(f"cannot create run directory {path}: {e.strerror}") from None
+        raise RunDirError(f"{base}: no free run directory name")
+
+    def claim_new(self) -> None:
+        """Make this (given) directory the home of a new run, locked: refused if it holds a run's checkpoints."""
+        _makedirs(self.path)
+        self.lock()
+        if self.has_checkpoint():
+            self.unlock()
+            raise RunDirError(f"{self.path} already holds a run with checkpoints: resume it with --resume {self.path}")
+
+    # ------------------------------------------------------------------ lock
+    def lock(self) -> None:
+        """Hold the run directory's exclusive lock (until ``unlock`` or the process ends)."""
+        try:
+            fd = os.open(self.file(self.LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunDirError(f"cannot write in {self.path}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirError(f"{self.path} is in use by process {holder}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)     # closing releases the flock
+            self._lock_fd = None
 
     @classmethod
     def find(cls, parent: str) -> list["RunDir"]:
@@ -173,10 +220,31 @@ class RunDir:
         self._prune(keep)
         return path
 
+    def checkpoint_named(self, name: str) -> str:
+        """The checkpoint file of ``name`` ("step_N", "step_N.npz" or a path); RunDirError listing the others."""
+        path = name if os.sep in name else os.path.join(self.path, self.CHECKPOINTS, name)
+        path = path if path.endswith(".npz") else path + ".npz"
+        if not os.path.isfile(path):
+            raise RunDirError(f"{path}: no such checkpoint; {self._listing()}")
+        return path
+
+    def _listing(self) -> str:
+        names = [os.path.splitext(os.path.basename(p))[0] for p in self.checkpoints()]
+        return f"this run has {', '.join(names)}" if names else "this run has no checkpoints"
+
     def load_checkpoint(self, path: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(meta, arrays) of ``path`` (default: the latest checkpoint); CheckpointError naming the file."""
+        """(meta, arrays) of ``path`` (default: the latest checkpoint); CheckpointError naming the file,
+        and, when it is unreadable, the older checkpoints one can resume from instead."""
         path = self.latest_checkpoint() if path is None else path
-        meta, arrays = load_tree(path)
+        try:
+            meta, arrays = load_tree(path)
+        except CheckpointError as e:
+            older = [p for p in self.checkpoints() if p != path]
+            if not older:
+                raise
+            step = os.path.splitext(os.path.basename(older[-1]))[0]
+            raise CheckpointError(f"{e}; older checkpoints: {', '.join(os.path.basename(p) for p in older)} "
+                                  f"(resume from one with --resume {self.path} --checkpoint {step})") from None
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise CheckpointError(f"{path}: format {meta.get('format')} v{meta.get('version')}, "
                                   f"this rlnn reads {FORMAT} v{VERSION}")
@@ -192,9 +260,23 @@ class RunDir:
             os.remove(p)
 
 
+def _makedirs(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunDirError(f"{path} is a file, not a directory for runs") from None
+    except OSError as e:
+        raise RunDirError(f"cannot create {path}: {e.strerror}") from None
+
+
 def write_json(path: str, data: Any) -> None:
     """``data`` as indented JSON, written atomically (a temporary file, then ``os.replace``)."""
     tmp = path + TMP_SUFFIX
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -9,31 +9,28 @@ where every env step also takes a gradient step). Part 2 times each piece of one
 agent, in microseconds per call (best of 5 repeats), so the table shows where a step's time goes;
 "loop and logging" is the learning-phase step time minus the timed pieces.
 
-BLAS threads default to 1 (set before NumPy is imported), as in the CLI.
+BLAS threads default to 1 (``import experiments`` sets it before NumPy is imported), as in the CLI.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+import tempfile
+import time
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import experiments  # noqa: E402,F401  (first: one BLAS thread)
+import numpy as np  # noqa: E402
 
 import envs  # noqa: E402
 from agents.base import EnvInfo  # noqa: E402
 from agents.dqn import DQNAgent, td_targets  # noqa: E402
 from agents.loop import train  # noqa: E402
-from experiments import config  # noqa: E402
+from agents import config  # noqa: E402
 from experiments.bench_nn import measure  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
 from rlnn import losses, optim  # noqa: E402
@@ -44,8 +41,9 @@ CLASSIC = ["run.num_envs=1", "agent.hidden_sizes=[64, 64]", "agent.activation=re
 
 
 def run_loop(seed: int, steps: int, sets: list[str], logdir: str) -> dict:
-    run_cfg, agent_cfg, _ = config.build("dqn", "CartPole-v1", None, CLASSIC + sets,
-                                         {"seed": seed, "total_steps": steps, "logdir": logdir}, use_preset=False)
+    cfg = config.build("dqn", "CartPole-v1", None, CLASSIC + sets,
+                       {"seed": seed, "total_steps": steps, "logdir": logdir}, use_preset=False)
+    run_cfg, agent_cfg = cfg.run, cfg.agent
     marks: dict[str, float] = {}
 
     def mark_learning_start(info: dict) -> None:
