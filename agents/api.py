@@ -71,22 +71,26 @@ def train(algo: str | None = None, *, env: str | None = None, seed: int | None =
     """Train a new run (preset < ``config`` TOML file < ``env``/``seed``/``total_steps``/``logdir`` < ``set``)
     or, with ``resume=RUN_DIR``, continue one up to ``total_steps``; returns the trained Run."""
     if resume is not None:
-        return _resume(resume, algo, total_steps, quiet, env=env, seed=seed, config=config, set=set, logdir=logdir)
+        return _resume(resume, algo, total_steps, set or {}, quiet, env=env, seed=seed, config=config, logdir=logdir)
     cfg = configs.build(algo, env, config, set or {}, {"seed": seed, "total_steps": total_steps, "logdir": logdir})
     return load(train_loop(cfg.algo, cfg.run, cfg.agent, console=not quiet).run_dir)
 
 
-def _resume(run_dir: str, algo: str | None, total_steps: int | None, quiet: bool, **fixed: Any) -> Run:
+def _resume(run_dir: str, algo: str | None, total_steps: int | None, sets: dict[str, Any], quiet: bool,
+            **fixed: Any) -> Run:
+    """Continue ``run_dir``; ``sets`` may change what a resumed run can change (the loop checks and records)."""
     given = [name for name, value in fixed.items() if value is not None]
     if given:
         raise configs.ConfigError(f"resume continues {run_dir} as it was configured: {', '.join(given)} "
-                                  "cannot change (only total_steps can)")
+                                  "cannot change (total_steps and set= can)")
     rd = RunDir(run_dir)
     cfg = configs.TrainConfig.from_dict(rd.read_config(), rd.file(RunDir.CONFIG))
     if algo is not None and algo != cfg.algo:
         raise configs.ConfigError(f"algo {algo!r} does not match the run's algorithm {cfg.algo!r}")
-    run_cfg = cfg.run if total_steps is None else configs.update(cfg.run, {"total_steps": total_steps}, "run")
-    train_loop(cfg.algo, run_cfg, cfg.agent, run_dir=run_dir, resume=True, console=not quiet)
+    run_cfg, agent_cfg = configs.apply_sets(sets, cfg.algo, cfg.run, cfg.agent)
+    if total_steps is not None:
+        run_cfg = configs.update(run_cfg, {"total_steps": total_steps}, "run")
+    train_loop(cfg.algo, run_cfg, agent_cfg, run_dir=run_dir, resume=True, console=not quiet)
     return load(run_dir)
 
 

@@ -27,10 +27,23 @@ class EnvError(ValueError):
     """A user-facing problem with an environment: unknown id, unsupported spaces."""
 
 
+# Env families registered only once a package of their own is installed: the package to name when one
+# of their ids is asked for (instead of suggesting a look-alike id from another family).
+NAMESPACE_PACKAGES = {"ALE": "ale-py", "MinAtar": "minatar", "MiniGrid": "minigrid", "BabyAI": "minigrid",
+                      "highway": "highway-env", "procgen": "procgen"}
+# Gymnasium's own optional dependencies, as rlnn's extras (pyproject.toml) that install them.
+EXTRAS = {"box2d": "box2d", "Box2D": "box2d", "pygame": "render"}
+
+
 def check_env_id(env_id: str) -> None:
-    """Raise EnvError naming close matches when ``env_id`` is not registered."""
+    """Raise EnvError naming close matches when ``env_id`` is not registered, or the package that would
+    register it."""
     if env_id in gym.registry:
         return
+    namespace = env_id.split("/")[0] if "/" in env_id else None
+    if namespace in NAMESPACE_PACKAGES:
+        raise EnvError(f"{env_id}: the {namespace} environments are not installed: pip install "
+                       f"{NAMESPACE_PACKAGES[namespace]}")
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry()"
     raise EnvError(f"unknown environment id {env_id!r}{hint}")
@@ -68,11 +81,7 @@ def make_vec_env(
         # 76/76/78/79. The NumPy env's cost is fixed per call, so it only wins from about 4 envs on.
         has_vector = gym.registry[env_id].vector_entry_point is not None
         mode = "vector_entry_point" if has_vector and num_envs >= 4 else "sync"
-    if mode == "sync":
-        env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                           vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP}, **kwargs)
-    else:
-        env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    env = _make(env_id, num_envs, mode, kwargs)
     if env.metadata.get("autoreset_mode") != AutoresetMode.NEXT_STEP:
         raise EnvError(f"{env_id}: vector env autoreset mode {env.metadata.get('autoreset_mode')} is not NEXT_STEP")
     env = EpisodeStatistics(env)
@@ -80,6 +89,25 @@ def make_vec_env(
         env = NormalizeObservation(env)
     env.action_space.seed(seed)
     return env
+
+
+def _make(env_id: str, num_envs: int, mode: str, kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
+    """gym.make_vec in NEXT_STEP mode, with Gymnasium's errors for missing packages and bad keyword
+    arguments turned into one line that says what to do."""
+    try:
+        if mode == "sync":
+            return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                                vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP}, **kwargs)
+        return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        extra = next((x for key, x in EXTRAS.items() if key in str(e)), None)
+        fix = f"pip install 'rlnn[{extra}]'" if extra else str(e).split(". ")[0]
+        raise EnvError(f"{env_id} needs a package that is not installed: {fix}") from None
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise EnvError(f"run.env_kwargs = {kwargs}: {env_id} does not take them "
+                       f"({str(e).split(' was raised')[0]})") from None
 
 
 def make_eval_env(env_id: str, num_envs: int, train_env: gym.vector.VectorEnv | None = None,

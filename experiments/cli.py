@@ -34,18 +34,14 @@ class UsageError(ValueError):
 def cmd_train(args: argparse.Namespace) -> int:
     from agents import config
     from agents.loop import train
-    from agents.rundir import RunDir
 
     if args.resume:
-        rd = RunDir(args.resume)
-        cfg = config.TrainConfig.from_dict(rd.read_config(), rd.file(RunDir.CONFIG))
-        if args.algo and args.algo != cfg.algo:
-            raise ConfigError(f"--algo {args.algo} does not match the run's algorithm {cfg.algo}")
-        run_cfg = cfg.run
-        if args.total_steps is not None:
-            run_cfg = config.update(run_cfg, {"total_steps": args.total_steps}, "run")
-        result = train(cfg.algo, run_cfg, cfg.agent, run_dir=args.resume, resume=True, console=not args.quiet)
+        cfg = resumed_config(args)
+        result = train(cfg.algo, cfg.run, cfg.agent, run_dir=args.resume, resume=True, console=not args.quiet,
+                       checkpoint=args.checkpoint)
     else:
+        if args.checkpoint:
+            raise ConfigError("--checkpoint needs --resume RUN_DIR")
         overrides = {"seed": args.seed, "total_steps": args.total_steps, "logdir": args.logdir}
         cfg = config.build(args.algo, args.env, args.config, args.set, overrides)
         if not args.quiet:
@@ -55,8 +51,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg.algo, cfg.run, cfg.agent, run_dir=args.run_dir, console=not args.quiet)
     if result.evals and not args.quiet:
         last = result.evals[-1]
-        print(f"final greedy eval at step {last.step:,}: {last.mean:.1f} ± {last.std:.1f}")
+        what = ("final greedy eval" if result.status != "interrupted"
+                else f"interrupted at step {result.step:,}; last greedy eval")
+        print(f"{what} at step {last.step:,}: {last.mean:.1f} ± {last.std:.1f}")
     return 130 if result.status == "interrupted" else 0
+
+
+def resumed_config(args: argparse.Namespace):
+    """The run's own config with ``--total-steps`` and ``--set`` applied (the loop refuses keys a run
+    cannot change); flags that would start a different run are refused here."""
+    from agents import config
+    from agents.rundir import RunDir
+
+    for flag in ("env", "seed", "config", "logdir", "run_dir"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} cannot be used with --resume: a run keeps its "
+                              "env, seed and configuration; change what may change with --set")
+    rd = RunDir(args.resume)
+    saved = config.TrainConfig.from_dict(rd.read_config(), rd.file(RunDir.CONFIG))
+    if args.algo and args.algo != saved.algo:
+        raise ConfigError(f"--algo {args.algo} does not match the run's algorithm {saved.algo}")
+    run_cfg, agent_cfg = config.apply_sets(config.parse_sets(args.set), saved.algo, saved.run, saved.agent)
+    if args.total_steps is not None:
+        run_cfg = config.update(run_cfg, {"total_steps": args.total_steps}, "run")
+    return config.TrainConfig(saved.algo, run_cfg, agent_cfg)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -93,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. agent.lr=1e-3 or run.num_envs=4 (repeatable)")
     t.add_argument("--logdir", help="parent directory of run directories (default runs)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint "
+                   "(--set may change learning rates, epsilon, clipping, cadences and total_steps)")
+    t.add_argument("--checkpoint", metavar="step_N", help="with --resume: start from this checkpoint, not the latest")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("--run-dir", help=argparse.SUPPRESS)  # set by `rlnn compare` for its workers
     t.set_defaults(func=cmd_train)
@@ -141,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except TrainingDiverged as e:
         print(f"rlnn: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:   # disk full, read-only directory, ...: name the file; earlier checkpoints stay whole
+        print(f"rlnn: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rlnn: interrupted", file=sys.stderr)

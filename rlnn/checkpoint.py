@@ -134,9 +134,12 @@ def write_npz(path, arrays: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):      # a full disk says neither which file nor that the old one is intact
+            raise OSError(e.errno, f"{e.strerror}; {os.path.basename(path)} not written, earlier files intact",
+                          path) from None
         raise
 
 

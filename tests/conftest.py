@@ -11,6 +11,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# One BLAS thread, as every rlnn entry point uses: in-process runs then compute exactly what the
+# `rlnn` subprocesses of the tests compute (BLAS thread counts change floating-point sums).
+import experiments  # noqa: E402,F401
+
 
 def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
     """Every scalar point of a run, read with TensorBoard's own EventAccumulator (no sampling)."""
