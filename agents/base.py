@@ -41,7 +41,7 @@ class Agent:
                 terminated (n,) bool, truncated (n,) bool, valid (n,) bool) -> None
         learn(step) -> dict[str, float]   metrics under the documented tags; {} if it did not learn
         state_dict() -> dict              everything an exact resume needs: nested dicts of arrays
-                                          and scalars (no objects; see agents.checkpoint)
+                                          and scalars (no objects; see agents.rundir)
         load_state_dict(state) -> None
         networks() -> {name: rlnn.MLP}    for inspection and the loop's finiteness check
         optimizers() -> {name: optimizer} the optimizer of networks()[name], for update ratios

@@ -96,10 +96,6 @@ class PGConfig:
         check_at_least(self, ("lr_end", "ent_coef", "max_grad_norm"), 0)
 
 
-class PGAgent:
-    name = "pg"
-
-
 class PGAgent(Agent):
     name = "pg"
     output_kinds = {"policy": "logits", "value": "values"}
