@@ -13,6 +13,9 @@ import gymnasium as gym
 import numpy as np
 
 
+NETWORK_DTYPES = ("float32", "float64")     # the precisions an agent's networks may use
+
+
 @dataclass(frozen=True)
 class EnvInfo:
     """What an agent needs to know about its environment to build itself."""

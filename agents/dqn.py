@@ -33,12 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.base import (Agent, EnvInfo, check_at_least, check_choice, check_network, check_positive, check_range,
-                         rng_state, set_rng_state)
+from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_choice, check_network,
+                         check_positive, check_range, rng_state, set_rng_state)
 from agents.replay import ReplayBuffer
 from rlnn import MLP, losses, optim, schedules
 
-DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -73,7 +72,7 @@ class DQNConfig:
 
     def validate(self) -> None:
         check_network(self)
-        check_choice(self, "dtype", DTYPES)
+        check_choice(self, "dtype", NETWORK_DTYPES)
         check_choice(self, "loss", ("huber", "l2"))
         check_choice(self, "lr_schedule", ("constant", "linear"))
         check_range(self, ("gamma", "start_e", "end_e"), 0.0, 1.0)

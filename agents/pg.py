@@ -47,15 +47,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.base import (Agent, EnvInfo, check_at_least, check_choice, check_network, check_positive,
-                         check_range, rng_state, set_rng_state)
+from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_choice, check_network,
+                         check_positive, check_range, rng_state, set_rng_state)
 from agents.returns import episode_complete, gae, reward_to_go
 from agents.rollout import Rollout, RolloutBuffer
 from rlnn import MLP, losses, optim, schedules
 
 BASELINES = ("none", "mean", "value")
 LR_SCHEDULES = ("constant", "linear")
-DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -86,7 +85,7 @@ class PGConfig:
     def validate(self) -> None:
         check_network(self)
         check_network(self, "value_hidden_sizes")
-        check_choice(self, "dtype", DTYPES)
+        check_choice(self, "dtype", NETWORK_DTYPES)
         check_choice(self, "baseline", BASELINES)
         check_choice(self, "lr_schedule", LR_SCHEDULES)
         check_choice(self, "value_loss", ("l2", "huber"))

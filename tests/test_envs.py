@@ -14,16 +14,13 @@ def _sync(num_envs):
                         vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP})
 
 
-@pytest.mark.parametrize("num_envs", [1, 3])
-def test_episode_statistics_match_gymnasium_step_for_step(num_envs):
-    ours, theirs = envs.EpisodeStatistics(_sync(num_envs)), RecordEpisodeStatistics(_sync(num_envs))
-    ours.reset(seed=4)
-    theirs.reset(seed=4)
-    rng = np.random.default_rng(0)
+def _step_both(a_env, b_env, num_envs: int, steps: int, seed: int) -> int:
+    """Step two envs with the same random actions, asserting identical outputs; returns episodes ended."""
+    rng = np.random.default_rng(seed)
     ended = 0
-    for _ in range(600):
+    for _ in range(steps):
         actions = rng.integers(0, 2, size=num_envs)
-        a, b = ours.step(actions), theirs.step(actions)
+        a, b = a_env.step(actions), b_env.step(actions)
         for x, y in zip(a[:4], b[:4]):
             np.testing.assert_array_equal(x, y)
         assert ("episode" in a[4]) == ("episode" in b[4])
@@ -33,6 +30,17 @@ def test_episode_statistics_match_gymnasium_step_for_step(num_envs):
             for key in ("r", "l"):
                 np.testing.assert_array_equal(a[4]["episode"][key], b[4]["episode"][key])
                 assert a[4]["episode"][key].dtype == b[4]["episode"][key].dtype
+    return ended
+
+
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_episode_statistics_match_gymnasium_step_for_step(num_envs):
+    ours, theirs = envs.EpisodeStatistics(_sync(num_envs)), RecordEpisodeStatistics(_sync(num_envs))
+    ours.reset(seed=4)
+    theirs.reset(seed=4)
+    ended = 0
+    for k in range(600):     # one step at a time, to compare the wrappers' counters after every step
+        ended += _step_both(ours, theirs, num_envs, 1, seed=k)
         for name in ("episode_returns", "episode_lengths", "prev_dones"):
             np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
     assert ended > 20 and ours.episode_count == theirs.episode_count
@@ -90,19 +98,7 @@ def test_env_state_round_trip_continues_identically(num_envs, vector_class, norm
     for x, y in zip(_stats_counters(original), _stats_counters(restored)):
         np.testing.assert_array_equal(x, y)
 
-    rng = np.random.default_rng(1)
-    ended = 0
-    for _ in range(300):
-        actions = rng.integers(0, 2, size=num_envs)
-        a, b = original.step(actions), restored.step(actions)
-        for x, y in zip(a[:4], b[:4]):
-            np.testing.assert_array_equal(x, y)
-        assert ("episode" in a[4]) == ("episode" in b[4])
-        if "episode" in a[4]:
-            ended += 1
-            for key in ("r", "l"):
-                np.testing.assert_array_equal(a[4]["episode"][key], b[4]["episode"][key])
-    assert ended > 0
+    assert _step_both(original, restored, num_envs, 300, seed=1) > 0
     for x, y in zip(_stats_counters(original), _stats_counters(restored)):
         np.testing.assert_array_equal(x, y)
     after_a, after_b = envs.env_state(original), envs.env_state(restored)
