@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -29,20 +29,21 @@ num_envs = { choice = [1, 2] }
 
 
 def _train_seconds(sweep_dir: str) -> float:
-    from experiments.report import find_runs, load_scalars
-    from experiments.sweep import existing_trials, trial_dir
+    from agents.rundir import RunDir
+    from experiments.report import load_scalars
+    from experiments.sweep.trials import existing_trials
 
     total = 0.0
-    for k in existing_trials(sweep_dir):
-        for run in find_runs(trial_dir(sweep_dir, k)):
-            elapsed = load_scalars(run).get("charts/elapsed_seconds", [])
+    for trial in existing_trials(sweep_dir):
+        for run in RunDir.find(trial.path):
+            elapsed = load_scalars(run.path).get("charts/elapsed_seconds", [])
             total += elapsed[-1].value if elapsed else 0.0
     return total
 
 
 def run_backend(backend: str, args, space: str, logdir: str) -> dict:
     from experiments.cli import main
-    from experiments.sweep import existing_trials, trial_record
+    from experiments.sweep.trials import existing_trials
 
     argv = ["sweep", "--space", space, "--algo", args.algo, "--trials", str(args.trials), "--seeds", str(args.seeds),
             "--total-steps", str(args.total_steps), "--max-concurrent", str(args.max_concurrent), "--logdir", logdir,
@@ -58,13 +59,9 @@ def run_backend(backend: str, args, space: str, logdir: str) -> dict:
         raise SystemExit(f"{backend} sweep failed (exit {code})")
     (name,) = os.listdir(logdir)
     sweep_dir = os.path.join(logdir, name)
-    found = re.search(r"(?:started|joined) in ([0-9.]+) s", out.getvalue())
-    init = float(found.group(1)) if found else 0.0
-    objectives = {}
-    for k in existing_trials(sweep_dir):
-        rec = trial_record(sweep_dir, k)
-        if rec is not None:
-            objectives[rec["trial"]] = rec["objective"]
+    with open(os.path.join(sweep_dir, "timings.jsonl")) as f:
+        init = json.loads(f.readlines()[-1]).get("ray_init_seconds") or 0.0
+    objectives = {t.index: t.record()["objective"] for t in existing_trials(sweep_dir) if t.record() is not None}
     return {"backend": backend, "wall": wall, "init": init, "train": _train_seconds(sweep_dir), "objectives": objectives}
 
 

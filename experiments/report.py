@@ -13,12 +13,13 @@ percentile-bootstrap confidence interval.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from agents.rundir import RunDir
 
 BOOTSTRAP_SAMPLES = 10_000
 
@@ -77,11 +78,10 @@ def load_scalars(run_dir: str) -> dict[str, list]:
 
 
 def find_runs(parent: str) -> list[str]:
-    """Run directories (with a config.json) directly below ``parent``, sorted by name."""
+    """Run directories directly below ``parent`` (``RunDir.find``), sorted by name."""
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"{parent}: no such directory")
-    return sorted(os.path.join(parent, d) for d in os.listdir(parent)
-                  if os.path.exists(os.path.join(parent, d, "config.json")))
+    return [rd.path for rd in RunDir.find(parent)]
 
 
 def reward_threshold(env_id: str) -> float | None:
@@ -92,8 +92,7 @@ def reward_threshold(env_id: str) -> float | None:
 
 
 def summarize_run(run_dir: str, threshold: float) -> RunSummary:
-    with open(os.path.join(run_dir, "config.json")) as f:
-        cfg = json.load(f)
+    cfg = RunDir(run_dir).read_config()
     scalars = load_scalars(run_dir)
     evals = scalars.get("eval/episodic_return", [])
     elapsed = {e.step: e.value for e in scalars.get("charts/elapsed_seconds", [])}
@@ -263,8 +262,7 @@ def report(parent: str, threshold: float | None = None, stream=None, write_plot:
     run_dirs = find_runs(parent)
     if not run_dirs:
         raise FileNotFoundError(f"{parent}: no run directories (with config.json) inside")
-    with open(os.path.join(run_dirs[0], "config.json")) as f:
-        env_id = json.load(f)["run"]["env_id"]
+    env_id = RunDir(run_dirs[0]).read_config()["run"]["env_id"]
     if threshold is None:
         threshold = reward_threshold(env_id)
         if threshold is None:
@@ -283,3 +281,20 @@ def report(parent: str, threshold: float | None = None, stream=None, write_plot:
     print(f"summary: {os.path.join(parent, 'summary.md')}\nplot: {png}\n"
           f"tensorboard: tensorboard --logdir {parent}", file=stream)
     return {"rows": rows, "runs": runs, "png": png, "threshold": threshold}
+
+
+def cmd_report(args) -> int:
+    from agents.config import ConfigError
+
+    try:
+        report(args.dir, threshold=args.threshold)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    return 0
+
+
+def register(sub) -> None:
+    r = sub.add_parser("report", help="summary table and plots of a compare directory, from its event files")
+    r.add_argument("dir")
+    r.add_argument("--threshold", type=float, help="return that counts as solved (default: the env's registry threshold)")
+    r.set_defaults(func=cmd_report)

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from conftest import read_scalars
 
-import experiments.compare as compare
+from agents.rundir import RunDir
+from experiments import pool
 from experiments.cli import main
+from experiments.compare import CompareSpec
 from experiments.report import area_under_curve, bootstrap_ci
 
 TINY = ["--set", "run.eval_every=200", "--set", "run.eval_episodes=2", "--set", "run.checkpoint_every=200",
@@ -42,7 +44,10 @@ def test_compare_makes_one_run_dir_per_algo_and_seed(compare_dir):
     for name in names:
         scalars = read_scalars(str(compare_dir / name))
         assert {"eval/episodic_return", "charts/episodic_return", "charts/SPS"} <= set(scalars)
-        assert json.loads((compare_dir / name / "result.json").read_text())["status"] == "done"
+        assert RunDir(compare_dir / name).status == "done"
+    spec = CompareSpec.read(str(compare_dir))
+    assert spec.algos == ("pg", "dqn") and spec.seeds == (0, 1) and spec.total_steps == 600
+    assert CompareSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 def test_summary_numbers_equal_the_event_files(compare_dir):
@@ -70,13 +75,23 @@ def test_summary_numbers_equal_the_event_files(compare_dir):
     assert "| pg |" in md and "| dqn |" in md
 
 
-def test_learning_curves_png_is_a_valid_image(compare_dir):
+def test_learning_curves_png_shows_every_algorithm_in_every_panel(compare_dir):
+    from matplotlib.colors import to_rgb
     from PIL import Image
 
     with Image.open(compare_dir / "learning_curves.png") as img:
         img.verify()
     with Image.open(compare_dir / "learning_curves.png") as img:
         assert img.format == "PNG" and img.size[0] > 800 and img.size[1] > 300
+        pixels = np.asarray(img.convert("RGB")).astype(int)
+    w = pixels.shape[1]
+    # Three panels side by side; algorithm i is drawn in colour Ci (mean line and its CI band). Only the
+    # first panel has a legend, so in the others those colours are the curves.
+    for c in range(3):
+        panel = pixels[:, c * w // 3:(c + 1) * w // 3]
+        for i in range(2):
+            line = np.array(to_rgb(f"C{i}")) * 255
+            assert (np.abs(panel - line).max(axis=-1) <= 12).sum() > 100, (c, i)
 
 
 def test_report_remakes_the_same_table(compare_dir, capsys):
@@ -100,28 +115,47 @@ def test_bootstrap_ci_on_known_samples():
 
 
 def test_killed_worker_leaves_the_others_intact_and_resume_finishes(tmp_path, monkeypatch, capsys):
-    original = compare._command
+    original = pool.Job.command
 
-    def kill_seed_1(job, spec):
+    def kill_seed_1(job):
         if job.seed == 1 and not job.resume:
             return [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
-        return original(job, spec)
+        return original(job)
 
-    monkeypatch.setattr(compare, "_command", kill_seed_1)
+    monkeypatch.setattr(pool.Job, "command", kill_seed_1)
     code = main(["compare", "--algos", "random", "--seeds", "3", "--total-steps", "400", "--workers", "2",
                  "--logdir", str(tmp_path), *TINY])
     out = capsys.readouterr().out
     assert code == 1
     assert "FAILED  CartPole-v1__random__1__" in out
     (parent,) = [tmp_path / d for d in os.listdir(tmp_path)]
-    done = {d.split("__")[2] for d in os.listdir(parent) if (parent / d / "result.json").exists()}
+    done = {rd.path.split("__")[-2] for rd in RunDir.find(str(parent)) if rd.finished}
     assert done == {"0", "2"}
-    monkeypatch.setattr(compare, "_command", original)
+    monkeypatch.setattr(pool.Job, "command", original)
     assert main(["compare", "--resume", str(parent)]) == 0
     out = capsys.readouterr().out
     assert "1 run(s) to do" in out
-    done = {d.split("__")[2] for d in os.listdir(parent) if (parent / d / "result.json").exists()}
+    done = {rd.path.split("__")[-2] for rd in RunDir.find(str(parent)) if rd.finished}
     assert done == {"0", "1", "2"}
+
+
+def test_ctrl_c_in_the_report_phase_prints_the_resume_line(compare_dir, monkeypatch, capsys):
+    import experiments.report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments.report, "report", interrupted)
+    assert main(["compare", "--resume", str(compare_dir)]) == 130
+    out = capsys.readouterr().out
+    assert "0 run(s) to do" in out and f"rlnn compare --resume {compare_dir}" in out
+
+
+def test_pool_interrupted_reports_how_each_job_ended():
+    jobs = [pool.Job("random", "CartPole-v1", s, f"/r/run{s}", "/r/logs") for s in range(3)]
+    outcomes = [pool.Outcome(jobs[0], 0, 1.0), pool.Outcome(jobs[1], 130, 1.0), pool.Outcome(jobs[2], -9, 1.0)]
+    assert [o.status for o in outcomes] == ["done", "stopped", "failed"]
+    assert pool.PoolInterrupted(outcomes, 4).summary() == "1 run(s) finished, 1 stopped, 1 failed, 4 not started"
 
 
 def test_bad_seeds_and_algos_are_one_line_errors(capsys, tmp_path):
@@ -163,8 +197,8 @@ def test_real_tensorboard_server_serves_every_run_and_tag(compare_dir):
                     break
             except OSError:
                 pass
-            time.sleep(1)
-        assert sorted(runs) == sorted(d for d in os.listdir(compare_dir) if (compare_dir / d / "config.json").exists())
+            time.sleep(0.2)  # a poll: TensorBoard reloads every second
+        assert sorted(runs) == [os.path.basename(rd.path) for rd in RunDir.find(str(compare_dir))]
         documented = {"charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
                       "eval/episodic_return", "eval/episodic_return_std", "losses/grad_norm"}
         per_algo = {"pg": {"losses/policy_loss", "losses/value_loss", "losses/entropy"},

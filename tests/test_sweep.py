@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -13,12 +14,17 @@ import time
 
 import numpy as np
 import pytest
+import tomli_w
 from conftest import ROOT, accumulator, read_scalars
 
-from experiments import sweep
+from agents.config import ConfigError, build
+from agents.rundir import RunDir
+from experiments import pool
 from experiments.cli import main
-from experiments.config import ConfigError, build
 from experiments.report import area_under_curve
+from experiments.sweep.space import load_space, parse_space
+from experiments.sweep.spec import SweepSpec, trial_config, trial_document
+from experiments.sweep.trials import Trial
 
 SPACE = """
 algo = "dqn"
@@ -60,6 +66,18 @@ def _csv(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _spec(**changes) -> SweepSpec:
+    """The spec of a sweep as the CLI would make it (for building trial configs without a sweep)."""
+    spec = SweepSpec(algo="dqn", env="CartPole-v1", seeds=(0,), trials=1, total_steps=1000, sets=(),
+                     search="random", search_seed=0, early_stop="none", objective="auc", threshold=475.0,
+                     backend="local", address=None, max_concurrent=None, space_file="space.toml")
+    return dataclasses.replace(spec, **changes)
+
+
+def _run_dir(sweep_dir: str, k: int, seed: int = 0) -> RunDir:
+    return Trial(sweep_dir, k).run_dir(SweepSpec.read(sweep_dir), seed)
+
+
 # --------------------------------------------------------------------------------------------------
 # The search-space parser
 
@@ -72,7 +90,7 @@ def test_every_distribution_parses_and_samples_in_range_with_the_right_type():
                      "double_dqn": {"choice": [True, False]}, "loss": {"choice": ["huber", "l2"]},
                      "tau": 0.5},
            "run": {"num_envs": {"choice": [1, 2]}, "eval_every": 700}}
-    space = sweep.parse_space(doc, "dqn", "s.toml")
+    space = parse_space(doc, "dqn", "s.toml")
     kinds = {p.key: p.kind for p in space.params}
     assert kinds == {"agent.lr": "loguniform", "agent.gamma": "uniform", "agent.batch_size": "choice",
                      "agent.hidden_sizes": "choice", "agent.target_update_interval": "int",
@@ -98,11 +116,11 @@ def test_every_distribution_parses_and_samples_in_range_with_the_right_type():
     assert {d["agent.double_dqn"] for d in draws} == {True, False}
     assert {d["run.num_envs"] for d in draws} == {1, 2}
     # the same search seed gives the same trials
-    assert sweep.parse_space(doc, "dqn").sample(np.random.default_rng(5)) == space.sample(np.random.default_rng(5))
-    # every sampled config goes through --set and builds
-    spec = {"algo": "dqn", "env": "CartPole-v1", "total_steps": 1000, "base_sets": sweep.set_items(space.fixed)}
+    assert parse_space(doc, "dqn").sample(np.random.default_rng(5)) == space.sample(np.random.default_rng(5))
+    # every sampled config builds
     for d in draws[:20]:
-        run_cfg, agent_cfg = sweep.trial_config(spec, d, seed=4)
+        cfg = trial_config(_spec(), space, d, seed=4)
+        run_cfg, agent_cfg = cfg.run, cfg.agent
         assert agent_cfg.lr == d["agent.lr"] and agent_cfg.hidden_sizes == d["agent.hidden_sizes"]
         assert agent_cfg.loss == d["agent.loss"] and run_cfg.num_envs == d["run.num_envs"]
         assert agent_cfg.tau == 0.5 and run_cfg.eval_every == 700 and run_cfg.seed == 4 and run_cfg.total_steps == 1000
@@ -129,7 +147,7 @@ def test_every_distribution_parses_and_samples_in_range_with_the_right_type():
 ], ids=lambda x: x if isinstance(x, str) else None)
 def test_bad_space_is_a_one_line_error_naming_the_key(agent, fragment):
     with pytest.raises(ConfigError) as e:
-        sweep.parse_space({"agent": agent}, "dqn", "s.toml")
+        parse_space({"agent": agent}, "dqn", "s.toml")
     msg = str(e.value)
     assert fragment in msg and "\n" not in msg and msg.startswith("s.toml: ")
 
@@ -144,7 +162,7 @@ def test_bad_space_is_a_one_line_error_naming_the_key(agent, fragment):
 ])
 def test_bad_space_structure(doc, fragment):
     with pytest.raises(ConfigError, match=None) as e:
-        sweep.parse_space(doc, "dqn", "s.toml")
+        parse_space(doc, "dqn", "s.toml")
     assert fragment in str(e.value) and "\n" not in str(e.value)
 
 
@@ -175,11 +193,29 @@ def test_cli_rejects_bad_spaces_before_anything_starts(tmp_path, capsys):
     assert "not a sweep directory" in capsys.readouterr().err
 
 
-def test_toml_values_round_trip_through_set():
-    from experiments.config import parse_value
+def test_the_config_file_of_a_worker_is_the_trial_config(tmp_path):
+    # A local worker reads the fixed and sampled values from a TOML file (tomli_w) plus the sweep's --set
+    # items; the Ray backend builds the config in-process. Every kind of value must give the same config.
+    doc = {"agent": {"lr": {"choice": [1e-5, 0.00223, 1.0]}, "hidden_sizes": {"choice": [[64, 64], [3]]},
+                     "double_dqn": {"choice": [True, False]}, "loss": "l2", "target_update_interval": 3,
+                     "gamma": {"uniform": [0.9, 0.99]}},
+           "run": {"env_kwargs": {"max_episode_steps": 50}, "normalize_obs": True}}
+    space = parse_space(doc, "dqn", "s.toml")
+    spec = _spec(sets=("batch_size=16", "dqn.learning_starts=7", "pg.lr=0.5", "run.eval_every=300"))
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        params = space.sample(rng)
+        path = tmp_path / "config.toml"
+        path.write_text(tomli_w.dumps(trial_document(spec, space, params)))
+        worker = build("dqn", spec.env, str(path), list(spec.sets), {"seed": 4})
+        assert worker.to_dict() == trial_config(spec, space, params, seed=4).to_dict()
+        assert worker.run.env_kwargs == {"max_episode_steps": 50} and worker.agent.batch_size == 16
+        assert worker.agent.lr == params["agent.lr"] and worker.run.total_steps == 1000
 
-    for v in (1e-5, 0.00223, 3, True, False, "huber", [64, 64], [], {"max_episode_steps": 50}, 1.0):
-        assert parse_value(sweep.toml_value(v)) == v
+
+def test_spec_round_trips_through_json():
+    spec = _spec(sets=("run.eval_every=100",), seeds=(1, 4), time=17)
+    assert SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,31 +234,32 @@ def local_sweep(tmp_path_factory):
 def test_local_sweep_layout_and_runs(local_sweep):
     sweep_dir, _ = local_sweep
     assert os.path.basename(sweep_dir).startswith("sweep__CartPole-v1__dqn__")
-    spec = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+    spec = SweepSpec.read(sweep_dir)
+    space, _ = load_space(os.path.join(sweep_dir, "space.toml"), "dqn")
     for k in (0, 1):
         tdir = os.path.join(sweep_dir, f"trial_{k:03d}")
         params = json.load(open(os.path.join(tdir, "params.json")))["params"]
         assert set(params) == {"agent.lr", "agent.batch_size", "agent.hidden_sizes", "agent.gamma",
                                "agent.target_update_interval"}
-        run_dir = sweep.run_dir_for(tdir, spec, 0)
-        assert json.load(open(os.path.join(run_dir, "result.json")))["status"] == "done"
-        cfg = json.load(open(os.path.join(run_dir, "config.json")))
+        run_dir = Trial(sweep_dir, k).run_dir(spec, 0)
+        assert run_dir.status == "done"
+        cfg = run_dir.read_config()
         for key, value in params.items():  # the sampled values reached the run
             assert cfg["agent"][key.split(".", 1)[1]] == value
         assert cfg["agent"]["learning_starts"] == 100 and cfg["run"]["eval_every"] == 100  # the fixed values
         assert cfg["run"]["total_steps"] == 300 and cfg["run"]["seed"] == 0
+        assert cfg == trial_config(spec, space, params, seed=0).to_dict()  # what the Ray backend would train
 
 
 def test_local_sweep_ranking_equals_the_event_files(local_sweep):
     sweep_dir, _ = local_sweep
-    spec = json.load(open(os.path.join(sweep_dir, "sweep.json")))
     rows = _csv(os.path.join(sweep_dir, "sweep.csv"))
     assert [r["rank"] for r in rows] == ["1", "2"] and {r["trial"] for r in rows} == {"0", "1"}
     objectives = [float(r["objective_mean"]) for r in rows]
     assert objectives == sorted(objectives, reverse=True)
     for row in rows:
         tdir = os.path.join(sweep_dir, f"trial_{int(row['trial']):03d}")
-        evals = read_scalars(sweep.run_dir_for(tdir, spec, 0))["eval/episodic_return"]
+        evals = read_scalars(_run_dir(sweep_dir, int(row["trial"])).path)["eval/episodic_return"]
         steps = np.array([s for s, _ in evals], dtype=float)
         values = np.array([v for _, v in evals])
         assert float(row["objective_mean"]) == pytest.approx(area_under_curve(steps, values))
@@ -239,26 +276,40 @@ def test_local_sweep_ranking_equals_the_event_files(local_sweep):
 def test_best_config_is_a_ready_preset(local_sweep):
     sweep_dir, _ = local_sweep
     best = _csv(os.path.join(sweep_dir, "sweep.csv"))[0]
-    tdir = os.path.join(sweep_dir, f"trial_{int(best['trial']):03d}")
-    spec = json.load(open(os.path.join(sweep_dir, "sweep.json")))
-    cfg = json.load(open(os.path.join(sweep.run_dir_for(tdir, spec, 0), "config.json")))
-    run_cfg, agent_cfg, _ = build("dqn", None, os.path.join(sweep_dir, "best_dqn.toml"))
-    import dataclasses
-
-    assert dataclasses.asdict(agent_cfg) == cfg["agent"]
-    run = dataclasses.asdict(run_cfg)
-    assert {k: v for k, v in run.items() if k not in ("seed", "logdir")} == {
+    cfg = _run_dir(sweep_dir, int(best["trial"])).read_config()
+    preset = build("dqn", None, os.path.join(sweep_dir, "best_dqn.toml")).to_dict()
+    assert preset["agent"] == cfg["agent"]
+    assert {k: v for k, v in preset["run"].items() if k not in ("seed", "logdir")} == {
         k: v for k, v in cfg["run"].items() if k not in ("seed", "logdir")}
 
 
-def test_sweep_png_is_a_valid_image(local_sweep):
+def _pixels_near(cell: np.ndarray, color: str, alpha: float = 1.0, tol: int = 12) -> int:
+    """How many pixels of ``cell`` have ``color`` drawn with ``alpha`` over the white background."""
+    from matplotlib.colors import to_rgb
+
+    target = alpha * np.array(to_rgb(color)) * 255 + (1 - alpha) * 255
+    return int((np.abs(cell.astype(int) - target).max(axis=-1) <= tol).sum())
+
+
+def test_sweep_png_shows_every_trial_in_every_panel(local_sweep):
     from PIL import Image
+
+    from experiments.sweep.report import BEST_COLOR, POINT_ALPHA, STATUS_COLORS
 
     path = os.path.join(local_sweep[0], "sweep.png")
     with Image.open(path) as img:
         img.verify()
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size[0] > 800 and img.size[1] > 500  # 5 params: 2 rows of 3 panels
+        pixels = np.asarray(img.convert("RGB"))
+    h, w = pixels.shape[:2]
+    cells = [pixels[r * h // 2:(r + 1) * h // 2, c * w // 3:(c + 1) * w // 3] for r in range(2) for c in range(3)]
+    # A panel per searched key. Panels 1-4 have no legend: the colour of the finished trials' points and the
+    # best trial's star there are the data (the star covers the best trial's own point). The sixth cell is empty.
+    done = STATUS_COLORS["done"]
+    for cell in cells[:5]:
+        assert _pixels_near(cell, done, POINT_ALPHA) > 10 and _pixels_near(cell, BEST_COLOR) > 25
+    assert _pixels_near(cells[5], done, POINT_ALPHA) == 0 == _pixels_near(cells[5], BEST_COLOR)
 
 
 def test_each_trial_is_an_hparams_session_with_its_metrics(local_sweep):
@@ -288,20 +339,31 @@ def test_each_trial_is_an_hparams_session_with_its_metrics(local_sweep):
         assert scalars["sweep/final_eval"][0][1] == pytest.approx(record["final_eval"], rel=1e-6)
 
 
+def test_ctrl_c_in_the_report_phase_prints_the_resume_line(local_sweep, monkeypatch, capsys):
+    import experiments.sweep
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments.sweep, "report_sweep", interrupted)
+    sweep_dir, _ = local_sweep
+    assert main(["sweep", "--resume", sweep_dir]) == 130
+    out = capsys.readouterr().out
+    assert "0 trial(s), 0 run(s) to do" in out and f"rlnn sweep --resume {sweep_dir}" in out
+
+
 def test_diverged_trial_is_failed_and_ranked_last_a_crashed_run_is_retried(tmp_path, monkeypatch, capsys):
-    import experiments.compare as compare
+    original = pool.Job.command
 
-    original = compare._command
-
-    def fake(job, spec):  # trial_001 "diverges" (rlnn train's exit 1 + error line); trial_002 crashes once
+    def fake(job):  # trial_001 "diverges" (rlnn train's exit 1 + error line); trial_002 crashes once
         if "trial_001" in job.run_dir:
             return [sys.executable, "-c", "import sys; print('rlnn: error: step 7: losses/td_loss is nan'); sys.exit(1)"]
         if "trial_002" in job.run_dir and not os.path.exists(str(tmp_path / "crashed")):
             open(str(tmp_path / "crashed"), "w").close()
             return [sys.executable, "-c", "raise SystemExit(3)"]
-        return original(job, spec)
+        return original(job)
 
-    monkeypatch.setattr(compare, "_command", fake)
+    monkeypatch.setattr(pool.Job, "command", fake)
     space = _space_file(tmp_path)
     code = main(_argv(space, tmp_path / "runs", "--trials", "3", "--max-concurrent", "2"))
     out = capsys.readouterr().out
@@ -381,8 +443,18 @@ def test_ray_optuna_search_with_asha_early_stopping(tmp_path):
 # Ctrl-C and --resume
 
 
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Poll for an observable state of the sweep (never a fixed sleep: machines differ in speed)."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.02)
+
+
 def test_interrupted_sweep_keeps_finished_trials_and_resume_runs_what_is_missing(tmp_path):
-    space = _space_file(tmp_path, SPACE.replace("checkpoint_every = 100", "checkpoint_every = 500")
+    # trial_000 finishes; trial_001 is interrupted once it has a checkpoint: from its first checkpoint (step
+    # 300) to its end are 2,100 steps (about a second here), far more than the 20 ms the poll may lag.
+    space = _space_file(tmp_path, SPACE.replace("checkpoint_every = 100", "checkpoint_every = 300")
                         .replace("eval_every = 100", "eval_every = 600"))
     logdir = tmp_path / "runs"
     cmd = [sys.executable, "-m", "experiments.cli", "sweep", "--space", space, "--trials", "2", "--seeds", "1",
@@ -390,20 +462,11 @@ def test_interrupted_sweep_keeps_finished_trials_and_resume_runs_what_is_missing
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        deadline = time.time() + 60
-        first = None
-        while time.time() < deadline and proc.poll() is None:
-            found = [os.path.join(logdir, d, "trial_000", "trial.json") for d in os.listdir(logdir)] if logdir.exists() else []
-            if found and os.path.exists(found[0]):
-                first = found[0]
-                break
-            time.sleep(0.05)
-        assert first is not None, proc.communicate()[0]
-        spec = json.load(open(os.path.join(os.path.dirname(os.path.dirname(first)), "sweep.json")))
-        run1 = sweep.run_dir_for(os.path.join(os.path.dirname(os.path.dirname(first)), "trial_001"), spec, 0)
-        while time.time() < deadline and not os.path.exists(os.path.join(run1, "config.json")):
-            time.sleep(0.05)
-        time.sleep(0.5)  # trial_001's run is training now
+        _wait_for(lambda: logdir.exists() and os.listdir(logdir)
+                  and os.path.exists(os.path.join(logdir, os.listdir(logdir)[0], "sweep.json")), proc)
+        sweep_dir = _only_dir(logdir)
+        first, run1 = Trial(sweep_dir, 0), _run_dir(sweep_dir, 1)
+        _wait_for(lambda: first.record() is not None and run1.has_checkpoint(), proc)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the sweep and its `rlnn train` workers
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -411,20 +474,21 @@ def test_interrupted_sweep_keeps_finished_trials_and_resume_runs_what_is_missing
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, out
     assert "rlnn sweep --resume" in out
-    sweep_dir = os.path.dirname(os.path.dirname(first))
-    before = open(first).read()
-    assert not os.path.exists(os.path.join(sweep_dir, "trial_001", "trial.json"))
-    assert os.listdir(os.path.join(run1, "checkpoints"))  # the interrupted run checkpointed on its way out
+    before = open(first.file("trial.json")).read()
+    assert Trial(sweep_dir, 1).record() is None
+    # the interrupted run checkpointed on its way out: its last checkpoint is where it stopped
+    assert run1.status == "interrupted"
+    assert run1.latest_checkpoint() == run1.checkpoint_path(run1.read_result()["step"])
 
     result = subprocess.run([sys.executable, "-m", "experiments.cli", "sweep", "--resume", sweep_dir], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 trial(s), 1 run(s) to do" in result.stdout
-    assert open(first).read() == before  # the finished trial was not touched
-    assert json.load(open(os.path.join(run1, "result.json")))["status"] == "done"
+    assert open(first.file("trial.json")).read() == before  # the finished trial was not touched
+    assert run1.status == "done"
     assert len(_csv(os.path.join(sweep_dir, "sweep.csv"))) == 2
     # the resumed run has its evaluations once each, up to its full budget
-    evals = read_scalars(run1)["eval/episodic_return"]
+    evals = read_scalars(run1.path)["eval/episodic_return"]
     assert [s for s, _ in evals] == [600, 1200, 1800, 2400]
     # nothing left: a second resume only remakes the report
     again = subprocess.run([sys.executable, "-m", "experiments.cli", "sweep", "--resume", sweep_dir], cwd=ROOT,

@@ -1,0 +1,178 @@
+"""The process pool of ``rlnn compare`` and ``rlnn sweep``: one ``rlnn train`` process per run.
+
+A process per run means a run that crashes or is killed fails alone. Each worker thread of the pool
+(``concurrent.futures``) only waits for its process, so threads are enough to keep ``workers`` runs going.
+
+Ctrl-C: the terminal sends SIGINT to the whole process group, so every worker gets it too; each finishes
+its step, checkpoints and exits 130. The pool cancels the jobs that have not started, waits for the
+running ones, reports every job that ended (``on_outcome``) and raises ``PoolInterrupted``. A command
+runs its whole body (the pool, the summaries, the report) under ``resumable``, which turns Ctrl-C
+anywhere in it into exit 130 and the line that resumes it.
+
+A command's plan is a frozen spec dataclass written as JSON into its directory (``SpecFile``), so
+``--resume DIR`` plans the same runs again: ``job_for`` skips finished runs and resumes stopped ones
+from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from agents.config import ConfigError
+from agents.rundir import RunDir, write_json
+from experiments import THREAD_ENV
+
+
+@dataclass(frozen=True)
+class Job:
+    """One ``rlnn train`` process: a new run of ``algo`` on ``env`` with ``seed`` into ``run_dir``, or
+    (``resume``) the continuation of that run from its latest checkpoint. Its output goes to
+    ``{log_dir}/{run name}.log``; ``key`` is the caller's label (the sweep's trial number)."""
+
+    algo: str
+    env: str
+    seed: int
+    run_dir: str
+    log_dir: str
+    total_steps: int | None = None
+    config_file: str | None = None
+    sets: tuple[str, ...] = ()
+    resume: bool = False
+    key: Any = None
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.run_dir)
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.log_dir, f"{self.name}.log")
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "experiments.cli", "train", "--quiet"]
+        if self.resume:  # the run's config.json has everything else
+            return cmd + ["--resume", self.run_dir]
+        cmd += ["--algo", self.algo, "--env", self.env, "--seed", str(self.seed), "--run-dir", self.run_dir]
+        if self.config_file is not None:
+            cmd += ["--config", self.config_file]
+        if self.total_steps is not None:
+            cmd += ["--total-steps", str(self.total_steps)]
+        for item in self.sets:
+            cmd += ["--set", item]
+        return cmd
+
+
+def job_for(run_dir: RunDir, **job: Any) -> Job | None:
+    """The job of one run: None if it finished, a resume if it stopped after a checkpoint, else a new run."""
+    if run_dir.finished:
+        return None
+    return Job(run_dir=run_dir.path, resume=run_dir.has_checkpoint(), **job)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    code: int
+    seconds: float
+
+    @property
+    def status(self) -> str:
+        """done | stopped (Ctrl-C: checkpointed, resumable) | failed (crashed, killed or diverged)."""
+        if self.code == 0:
+            return "done"
+        return "stopped" if self.code in (130, -signal.SIGINT) else "failed"
+
+
+class PoolInterrupted(KeyboardInterrupt):
+    """Ctrl-C reached the pool; every worker has exited. ``outcomes``: how each started job ended."""
+
+    def __init__(self, outcomes: list[Outcome], not_started: int):
+        super().__init__()
+        self.outcomes, self.not_started = outcomes, not_started
+
+    def summary(self) -> str:
+        count = {s: sum(o.status == s for o in self.outcomes) for s in ("done", "stopped", "failed")}
+        return (f"{count['done']} run(s) finished, {count['stopped']} stopped, {count['failed']} failed, "
+                f"{self.not_started} not started")
+
+
+def _run(job: Job) -> Outcome:
+    t0 = time.perf_counter()
+    os.makedirs(job.log_dir, exist_ok=True)
+    with open(job.log_path, "a") as log:
+        proc = subprocess.run(job.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **THREAD_ENV})
+    return Outcome(job, proc.returncode, time.perf_counter() - t0)
+
+
+def run_jobs(jobs: list[Job], workers: int, on_outcome: Callable[[Outcome], None]) -> list[Outcome]:
+    """Run ``jobs``, ``workers`` at a time; ``on_outcome(outcome)`` in this thread as each one ends.
+    On Ctrl-C (here or in ``on_outcome``): see the module docstring; raises ``PoolInterrupted``."""
+    outcomes: list[Outcome] = []
+    reported = set()
+
+    def report(fut) -> None:
+        reported.add(fut)
+        outcomes.append(fut.result())
+        on_outcome(outcomes[-1])
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(_run, job) for job in jobs]
+        try:
+            for fut in as_completed(futures):
+                report(fut)
+        except KeyboardInterrupt:
+            not_started = sum(fut.cancel() for fut in futures)
+            wait(futures)  # the running workers got the same SIGINT: each checkpoints and exits
+            for fut in futures:
+                if not fut.cancelled() and fut not in reported:
+                    report(fut)
+            raise PoolInterrupted(outcomes, not_started) from None
+    return outcomes
+
+
+def resumable(command: str, directory: str, body: Callable[[], int], stream) -> int:
+    """``body()``; Ctrl-C anywhere in it (the pool, the summaries, the report) exits 130 with the command
+    that finishes the work, since everything finished so far is on disk and kept."""
+    try:
+        return body()
+    except KeyboardInterrupt as e:
+        detail = f" ({e.summary()})" if isinstance(e, PoolInterrupted) else ""
+        print(f"{command} interrupted{detail}; finished runs are kept. Finish it with: rlnn {command} --resume "
+              f"{directory}", file=stream, flush=True)
+        return 130
+
+
+class SpecFile:
+    """Mixin of a command's frozen spec dataclass: JSON (``FILE``) in the command's directory, read back by
+    ``--resume``. Lists in the JSON become tuples (the dataclass is frozen); unknown keys are ignored."""
+
+    FILE: ClassVar[str]
+    KIND: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+
+    def write(self, directory: str) -> None:
+        write_json(os.path.join(directory, self.FILE), self.to_dict())
+
+    @classmethod
+    def read(cls, directory: str):
+        path = os.path.join(directory, cls.FILE)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{directory}: not a {cls.KIND} directory (no {cls.FILE})")
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
