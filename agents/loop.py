@@ -38,8 +38,8 @@ from agents.loop_state import LoopState, RunResult, seeds_for
 from agents.rundir import CheckpointError, EvalRecord, RunDir
 from rlnn.checkpoint import flatten
 
-__all__ = ["RunConfig", "EvalRecord", "RunResult", "LoopState", "TrainingDiverged", "train", "evaluate",
-           "seeds_for"]
+__all__ = ["RunConfig", "EvalRecord", "RunResult", "LoopState", "TrainingDiverged", "train", "check_run",
+           "evaluate", "seeds_for"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,6 +48,19 @@ class TrainingDiverged(RuntimeError):
 
 class Interrupted(Exception):
     pass
+
+
+def check_run(cfg: TrainConfig) -> None:
+    """What can be checked about a run without training it: the env id, the packages it needs, its
+    ``env_kwargs`` and its spaces (one-line EnvErrors). compare and sweep call it before creating anything."""
+    _, agent_cls = get_algo(cfg.algo)
+    envs.check_env_id(cfg.run.env_id)
+    probe = envs.make_vec_env(cfg.run.env_id, 1, seed=0, **cfg.run.env_kwargs)
+    try:
+        envs.check_spaces(probe.single_observation_space, probe.single_action_space,
+                          discrete_actions=agent_cls.requires_discrete)
+    finally:
+        probe.close()
 
 
 def evaluate(agent, env, seed: int, max_steps: int = 100_000) -> np.ndarray:
@@ -201,22 +214,25 @@ class _Session:
             print(f"run: {self.run_dir}\nwatch: tensorboard --logdir "
                   f"{os.path.dirname(os.path.abspath(self.run_dir.path))}", file=self.stream, flush=True)
         self.t0, self.session_start_step = time.perf_counter(), self.state.step
-        try:
-            with _StopFlag() as stop:
-                self._steps(stop)
-            self._finish()
-        except (Interrupted, KeyboardInterrupt):
-            self._interrupted()
-        except BaseException:
-            self.logger.session_end("failure")
-            raise
-        finally:
-            self.logger.close()
-            self._close_envs()
-            self.run_dir.unlock()
-            if self.console:
-                print(f"events and checkpoints in {self.run_dir}", file=self.stream, flush=True)
-        return self._write_result()
+        # Signals stay caught to the end: a second SIGTERM (a dying parent may send more than one) must not
+        # kill the process while it writes its last checkpoint. A second Ctrl-C still stops it at once.
+        with _StopFlag() as stop:
+            try:
+                try:
+                    self._steps(stop)
+                    self._finish()
+                except (Interrupted, KeyboardInterrupt):
+                    self._interrupted()
+                return self._write_result()
+            except BaseException:
+                self.logger.session_end("failure")
+                raise
+            finally:
+                self.logger.close()
+                self._close_envs()
+                self.run_dir.unlock()
+                if self.console:
+                    print(f"events and checkpoints in {self.run_dir}", file=self.stream, flush=True)
 
     def _open(self, resume: bool, checkpoint: str | None) -> dict[str, list]:
         """Take the run directory (locked) and, when resuming, load its checkpoint; returns config changes."""

@@ -149,6 +149,9 @@ def _extensions():
 
 
 def main(argv: list[str] | None = None) -> int:
+    from experiments.pool import die_with_parent
+
+    die_with_parent()       # a worker of `rlnn compare` / `rlnn sweep` ends with it, even after kill -9
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from agents import ALGOS, UnknownAlgo
 from agents.config import ConfigError, build
+from agents.loop import check_run
 from agents.rundir import RunDir
 from experiments.pool import Job, Outcome, SpecFile, job_for, resumable, run_jobs
 
@@ -117,8 +118,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise UnknownAlgo(f"unknown algorithm {algo!r} in --algos: choose from {', '.join(ALGOS)}")
     seeds = parse_seeds(args.seeds)
     workers = parse_workers(args.workers)
-    for algo in algos:  # check every config before starting anything
-        build(algo, args.env, None, args.set, {"total_steps": args.total_steps})
+    for algo in algos:  # check every config and the env before creating anything
+        check_run(build(algo, args.env, None, args.set, {"total_steps": args.total_steps}))
     stamp = int(time.time())
     parent = os.path.abspath(os.path.join(args.logdir, f"compare__{args.env.replace('/', '-')}__{stamp}"))
     os.makedirs(parent, exist_ok=True)

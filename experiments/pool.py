@@ -4,7 +4,11 @@ A process per run means a run that crashes or is killed fails alone. Each worker
 (``concurrent.futures``) only waits for its process, so threads are enough to keep ``workers`` runs going.
 
 Ctrl-C: the terminal sends SIGINT to the whole process group, so every worker gets it too; each finishes
-its step, checkpoints and exits 130. The pool cancels the jobs that have not started, waits for the
+its step, checkpoints and exits 130. SIGTERM to the parent alone (``kill PID``) is passed on to every
+running worker as SIGTERM, which they treat as Ctrl-C. ``kill -9`` of the parent cannot be caught: each
+worker asks the kernel for a SIGTERM when its parent dies (``die_with_parent``), so none is orphaned and
+keeps writing a run that a ``--resume`` would then start a second writer on (the run directory's lock
+refuses that second writer anyway). The pool cancels the jobs that have not started, waits for the
 running ones, reports every job that ended (``on_outcome``) and raises ``PoolInterrupted``. A command
 runs its whole body (the pool, the summaries, the report) under ``resumable``, which turns Ctrl-C
 anywhere in it into exit 130 and the line that resumes it.
@@ -16,12 +20,14 @@ from their last checkpoint.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
@@ -105,12 +111,67 @@ class PoolInterrupted(KeyboardInterrupt):
                 f"{self.not_started} not started")
 
 
-def _run(job: Job) -> Outcome:
-    t0 = time.perf_counter()
-    os.makedirs(job.log_dir, exist_ok=True)
-    with open(job.log_path, "a") as log:
-        proc = subprocess.run(job.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **THREAD_ENV})
-    return Outcome(job, proc.returncode, time.perf_counter() - t0)
+PARENT_ENV = "RLNN_PARENT_PID"      # set for workers: the pid whose death must end them
+
+
+def die_with_parent() -> None:
+    """In a worker: ask the kernel for SIGTERM (Ctrl-C's clean stop) when the pool's process dies, even by
+    ``kill -9``. Linux only (prctl); elsewhere a worker may outlive a killed parent."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):       # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Workers:
+    """The running worker processes, so a SIGTERM to the pool reaches them."""
+
+    def __init__(self):
+        self.procs: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+
+    def run(self, job: Job) -> Outcome:
+        t0 = time.perf_counter()
+        os.makedirs(job.log_dir, exist_ok=True)
+        env = {**os.environ, **THREAD_ENV, PARENT_ENV: str(os.getpid())}
+        with open(job.log_path, "a") as log:
+            proc = subprocess.Popen(job.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+            with self.lock:
+                self.procs.add(proc)
+            try:
+                proc.wait()
+            finally:
+                with self.lock:
+                    self.procs.discard(proc)
+        return Outcome(job, proc.returncode, time.perf_counter() - t0)
+
+    def terminate(self) -> None:
+        with self.lock:
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+
+
+class _TermAsInterrupt:
+    """While running (main thread only): SIGTERM raises KeyboardInterrupt, Ctrl-C's path."""
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+        return False
 
 
 def run_jobs(jobs: list[Job], workers: int, on_outcome: Callable[[Outcome], None]) -> list[Outcome]:
@@ -124,14 +185,16 @@ def run_jobs(jobs: list[Job], workers: int, on_outcome: Callable[[Outcome], None
         outcomes.append(fut.result())
         on_outcome(outcomes[-1])
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_run, job) for job in jobs]
+    running = _Workers()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, _TermAsInterrupt():
+        futures = [pool.submit(running.run, job) for job in jobs]
         try:
             for fut in as_completed(futures):
                 report(fut)
         except KeyboardInterrupt:
             not_started = sum(fut.cancel() for fut in futures)
-            wait(futures)  # the running workers got the same SIGINT: each checkpoints and exits
+            running.terminate()  # after Ctrl-C they also got SIGINT; either way each checkpoints and exits
+            wait(futures)
             for fut in futures:
                 if not fut.cancelled() and fut not in reported:
                     report(fut)

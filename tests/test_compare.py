@@ -14,7 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import read_scalars
+from conftest import ROOT, read_scalars
 
 from agents.rundir import RunDir
 from experiments import pool
@@ -159,7 +159,10 @@ def test_pool_interrupted_reports_how_each_job_ended():
 
 
 def test_bad_seeds_and_algos_are_one_line_errors(capsys, tmp_path):
-    for argv in (["compare", "--seeds", "x"], ["compare", "--algos", "pg,a2c"], ["compare", "--workers", "0"]):
+    for argv in (["compare", "--seeds", "x"], ["compare", "--algos", "pg,a2c"], ["compare", "--workers", "0"],
+                 ["compare", "--env", "CartPol-v1"], ["compare", "--set", "run.env_kwargs={foo=1}"],
+                 ["sweep", "--space", os.path.join(ROOT, "experiments", "sweeps", "cartpole_pg.toml"),
+                  "--env", "Pendulum-v1"]):
         assert main([*argv, "--logdir", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("rlnn: error:") and "\n" not in err
@@ -215,3 +218,54 @@ def test_real_tensorboard_server_serves_every_run_and_tag(compare_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _long_compare(logdir) -> tuple[subprocess.Popen, list[RunDir]]:
+    """A compare whose two runs outlast the test, once both workers are running (their checkpoints exist)."""
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "compare", "--algos", "random", "--seeds", "2",
+                             "--total-steps", "100000000", "--workers", "2", "--logdir", str(logdir),
+                             "--set", "run.checkpoint_every=200"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while True:
+        runs = [rd for parent in logdir.glob("compare__*") for rd in RunDir.find(str(parent))]
+        if len(runs) == 2 and all(rd.has_checkpoint() for rd in runs):
+            return proc, runs
+        assert time.monotonic() < deadline and proc.poll() is None, "the workers did not start"
+        time.sleep(0.05)
+
+
+def _worker_pid(rd: RunDir) -> int:
+    with open(rd.file(RunDir.LOCK)) as f:     # the writer of a run directory leaves its pid in the lock file
+        return int(f.read())
+
+
+def _wait_gone(pid: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"worker {pid} outlived its parent"
+        time.sleep(0.05)
+
+
+def test_kill_9_of_compare_stops_its_workers_cleanly(tmp_path):
+    proc, runs = _long_compare(tmp_path)
+    pids = [_worker_pid(rd) for rd in runs]
+    proc.kill()
+    proc.wait()
+    for pid in pids:
+        _wait_gone(pid)
+    for rd in runs:     # each worker got SIGTERM: it checkpointed and ended its session as interrupted
+        assert rd.status == "interrupted" and rd.read_result()["step"] > 200
+
+
+def test_sigterm_of_compare_stops_every_worker_and_prints_the_resume_line(tmp_path):
+    proc, runs = _long_compare(tmp_path)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "rlnn compare --resume" in out
+    assert all(rd.status == "interrupted" for rd in runs)

@@ -47,11 +47,12 @@ from dataclasses import replace
 
 from agents import ALGOS
 from agents.config import ConfigError
+from agents.loop import check_run
 from experiments.compare import parse_seeds
 from experiments.pool import resumable
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import Space, load_space
-from experiments.sweep.spec import OBJECTIVES, SweepSpec, check_space, sample_trials
+from experiments.sweep.spec import OBJECTIVES, SweepSpec, check_space, sample_trials, trial_config
 from experiments.sweep.trials import Trial, existing_trials, write_experiment_summary
 
 
@@ -159,14 +160,12 @@ def _new_spec(args: argparse.Namespace) -> tuple[SweepSpec, Space]:
     backend = args.backend or ("ray" if args.address else "local")
     _check_options(args, backend)
     seeds = parse_seeds(args.seeds)
-    import envs
-
-    envs.check_env_id(args.env)
     spec = SweepSpec(algo=algo, env=args.env, seeds=tuple(seeds), trials=args.trials, total_steps=args.total_steps,
                      sets=tuple(args.set), search=args.search, search_seed=args.search_seed,
                      early_stop=args.early_stop, objective=args.objective,
                      threshold=_threshold(args.env, args.threshold), backend=backend, address=args.address,
                      max_concurrent=args.max_concurrent, space_file=os.path.abspath(args.space))
+    check_run(trial_config(spec, space, {p.key: p.args[0] for p in space.params}))   # the env, before anything
     check_space(spec, space)
     return spec, space
 
