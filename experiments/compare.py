@@ -120,12 +120,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     workers = parse_workers(args.workers)
     for algo in algos:  # check every config and the env before creating anything
         check_run(build(algo, args.env, None, args.set, {"total_steps": args.total_steps}))
-    stamp = int(time.time())
-    parent = os.path.abspath(os.path.join(args.logdir, f"compare__{args.env.replace('/', '-')}__{stamp}"))
-    os.makedirs(parent, exist_ok=True)
+    parent, stamp = _new_parent(args.logdir, args.env)
     spec = CompareSpec(args.env, algos, tuple(seeds), args.total_steps, tuple(args.set), stamp)
     spec.write(parent)
     return run_compare(parent, spec, workers)
+
+
+def _new_parent(logdir: str, env: str) -> tuple[str, int]:
+    """A compare directory no other compare uses: two started in the same second get different times."""
+    stamp = int(time.time())
+    os.makedirs(logdir, exist_ok=True)
+    while True:
+        parent = os.path.abspath(os.path.join(logdir, f"compare__{env.replace('/', '-')}__{stamp}"))
+        try:
+            os.mkdir(parent)
+            return parent, stamp
+        except FileExistsError:
+            stamp += 1
 
 
 def register(sub) -> None:

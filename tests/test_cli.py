@@ -108,11 +108,14 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "train", "--algo", "random",
                              "--total-steps", "100000000", "--logdir", str(logdir), "--set", "run.checkpoint_every=10000000"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def episodes_logged() -> bool:   # an observable state: the run has stepped and logged an episode
+        csvs = list(logdir.glob("*/progress.csv")) if logdir.exists() else []
+        return bool(csvs) and "charts/episodic_return" in csvs[0].read_text()
+
     deadline = time.time() + 60
-    while time.time() < deadline and not (logdir.exists() and any(logdir.iterdir())
-                                          and any((p / "progress.csv").exists() for p in logdir.iterdir())):
-        time.sleep(0.2)
-    time.sleep(1.5)
+    while time.time() < deadline and not episodes_logged():
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

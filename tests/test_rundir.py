@@ -173,6 +173,27 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(small_run
     assert RunDir(run_dir).load_checkpoint()[0]["loop"]["step"] == 500
 
 
+def test_a_read_only_place_is_one_line_for_a_new_run_and_a_resume(small_run, monkeypatch, capsys, tmp_path):
+    import agents.rundir
+
+    run_dir = train("random", small_run(total_steps=300), console=False).run_dir
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def read_only(real):
+        def refuse(path, *args, **kwargs):
+            if str(path).startswith(str(tmp_path)):   # root ignores permission bits: a read-only mount says EROFS
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+            return real(path, *args, **kwargs)
+        return refuse
+
+    monkeypatch.setattr(agents.rundir.os, "open", read_only(real_open))
+    monkeypatch.setattr(agents.rundir.os, "mkdir", read_only(real_mkdir))
+    err = one_line_error(capsys, ["train", "--algo", "random", "--logdir", str(tmp_path / "ro")])
+    assert "Read-only file system" in err and str(tmp_path / "ro") in err
+    err = one_line_error(capsys, ["train", "--resume", run_dir, "--total-steps", "600"])
+    assert "Read-only file system" in err and run_dir in err
+
+
 def test_missing_packages_bad_kwargs_and_bad_paths_are_one_line(capsys, tmp_path, monkeypatch):
     def needs_box2d(**kwargs):
         raise gym.error.DependencyNotInstalled('Box2D is not installed, you can install it by run `pip install swig`')
@@ -188,6 +209,9 @@ def test_missing_packages_bad_kwargs_and_bad_paths_are_one_line(capsys, tmp_path
     a_file.write_text("")
     assert "is a file" in one_line_error(capsys, ["train", "--algo", "random", "--logdir", str(a_file)])
     assert "not allowed" in one_line_error(capsys, ["train", "--set", "agent.lr=inf", "--logdir", logdir])
+    config = tmp_path / "dqn.toml"
+    config.write_text('algo = "dqn"\n[run]\ntotal_steps = 0\n')
+    assert "run.total_steps = 0" in one_line_error(capsys, ["train", "--config", str(config), "--logdir", logdir])
 
 
 def test_corrupt_run_files_are_one_line(small_run, capsys):
