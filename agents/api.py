@@ -23,7 +23,7 @@ import numpy as np
 import envs
 from agents import config as configs
 from agents.base import Agent, EnvInfo
-from agents.loop import evaluate
+from agents.evaluate import evaluate
 from agents.loop import train as train_loop
 from agents.registry import get_algo
 from agents.rundir import CheckpointError, EvalRecord, RunDir

@@ -32,6 +32,7 @@ import numpy as np
 import envs
 from agents.base import EnvInfo
 from agents.config import RunConfig, TrainConfig, resume_changes
+from agents.evaluate import evaluate
 from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table
 from agents.registry import get_algo
 from agents.loop_state import LoopState, RunResult, seeds_for
@@ -61,20 +62,6 @@ def check_run(cfg: TrainConfig) -> None:
                           discrete_actions=agent_cls.requires_discrete)
     finally:
         probe.close()
-
-
-def evaluate(agent, env, seed: int, max_steps: int = 100_000) -> np.ndarray:
-    """Greedy returns of one episode per sub-env of ``env`` (reset with ``seed``)."""
-    obs, _ = env.reset(seed=seed)
-    returns = np.full(env.num_envs, np.nan)
-    for _ in range(max_steps):
-        obs, _, _, _, info = env.step(agent.act(obs, greedy=True))
-        if "_episode" in info:
-            fresh = info["_episode"] & np.isnan(returns)
-            returns[fresh] = info["episode"]["r"][fresh]
-            if not np.isnan(returns).any():
-                break
-    return returns[~np.isnan(returns)]
 
 
 class _StopFlag:
