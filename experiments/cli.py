@@ -48,6 +48,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             sources = [f"preset {cfg.preset}" if cfg.preset else "defaults"] + ([args.config] if args.config else [])
             print(f"rlnn train: {cfg.algo} on {cfg.run.env_id}, seed {cfg.run.seed}, "
                   f"{cfg.run.total_steps:,} steps ({' + '.join(sources)})")
+            if cfg.preset is None:
+                print(f"rlnn train: no preset for {cfg.algo} on {cfg.run.env_id} (rlnn list shows them): "
+                      f"the agent's defaults are used")
         result = train(cfg.algo, cfg.run, cfg.agent, run_dir=args.run_dir, console=not args.quiet)
     if result.evals and not args.quiet:
         last = result.evals[-1]

@@ -134,3 +134,13 @@ def test_eval_of_a_learning_agent_with_another_number_of_envs(capsys, small_run,
     result = train(algo, small_run(total_steps=300, num_envs=4, eval_episodes=0), console=False)
     assert main(["eval", result.run_dir, "--episodes", "3"]) == 0
     assert "greedy return over 3 episodes" in capsys.readouterr().out
+
+
+def test_train_says_which_preset_it_used_or_that_there_is_none(capsys, tmp_path):
+    logdir = str(tmp_path / "runs")
+    assert main(["train", "--algo", "pg", "--total-steps", "64", "--logdir", logdir, "--set", "run.eval_episodes=0"]) == 0
+    out = capsys.readouterr().out
+    assert "(preset cartpole_pg)" in out and "no preset" not in out
+    assert main(["train", "--algo", "pg", "--env", "Acrobot-v1", "--total-steps", "64", "--logdir", logdir,
+                 "--set", "run.eval_episodes=0"]) == 0
+    assert "no preset for pg on Acrobot-v1" in capsys.readouterr().out
