@@ -136,11 +136,18 @@ def test_eval_of_a_learning_agent_with_another_number_of_envs(capsys, small_run,
     assert "greedy return over 3 episodes" in capsys.readouterr().out
 
 
-def test_train_says_which_preset_it_used_or_that_there_is_none(capsys, tmp_path):
+def test_train_says_which_preset_it_used_or_that_there_is_none(capsys, tmp_path, monkeypatch):
+    import dataclasses
+
+    import gymnasium as gym
+
     logdir = str(tmp_path / "runs")
     assert main(["train", "--algo", "pg", "--total-steps", "64", "--logdir", logdir, "--set", "run.eval_episodes=0"]) == 0
     out = capsys.readouterr().out
     assert "(preset cartpole_pg)" in out and "no preset" not in out
-    assert main(["train", "--algo", "pg", "--env", "Acrobot-v1", "--total-steps", "64", "--logdir", logdir,
+    # CartPole under an id no preset names
+    spec = dataclasses.replace(gym.spec("CartPole-v1"), id="NoPresetPole-v0")
+    monkeypatch.setitem(gym.registry, "NoPresetPole-v0", spec)
+    assert main(["train", "--algo", "pg", "--env", "NoPresetPole-v0", "--total-steps", "64", "--logdir", logdir,
                  "--set", "run.eval_episodes=0"]) == 0
-    assert "no preset for pg on Acrobot-v1" in capsys.readouterr().out
+    assert "no preset for pg on NoPresetPole-v0" in capsys.readouterr().out

@@ -31,10 +31,10 @@ def test_precedence_defaults_preset_file_flags_set(tmp_path):
 
 
 def test_the_preset_follows_the_env_of_the_file(tmp_path):
-    file = write(tmp_path, 'algo = "dqn"\n[run]\nenv_id = "Acrobot-v1"\n')
+    file = write(tmp_path, 'algo = "pg"\n[run]\nenv_id = "Acrobot-v1"\n')
     cfg = config.build(None, None, file)
-    assert cfg.run.env_id == "Acrobot-v1" and cfg.preset is None      # no CartPole preset on Acrobot
-    assert config.build("dqn", "Acrobot-v1").agent == DQNConfig()
+    assert cfg.run.env_id == "Acrobot-v1" and cfg.preset == "acrobot_pg"   # not the CartPole preset
+    assert config.build("dqn", "Pendulum-v1").agent == DQNConfig()          # no preset: the defaults
 
 
 def test_file_algo_must_match_an_explicit_algo(tmp_path):
