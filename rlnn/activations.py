@@ -13,6 +13,7 @@ Each activation is an :class:`Activation` object::
     act.df(x)                       # f'(x)
     act.df_from_output(y)           # f'(x) from y = f(x), cheaper
     act.backprop(dy, y, out=buf)    # dL/dx = dL/dy * f'(x), the chain rule step
+    k = act.kernel(buf); k(x, buf)  # f for arrays shaped like buf, set up once (the MLP's layers)
 
 Arrays keep their dtype (float32 in, float32 out).  ``out=`` may alias the
 input for ``f`` (the MLP's acting path activates in place).
@@ -67,6 +68,10 @@ class Activation:
 
     name = "?"
     is_identity = False
+    # df_from_output uses only exactly rounded arithmetic (+, -, *, sign, max, min): its value at an
+    # element does not depend on the array around it, so the MLP may compute it for several layers
+    # in one call.  (A transcendental such as expm1 may take another code path on another length.)
+    df_is_arithmetic = True
 
     def f(self, x, out=None):
         raise NotImplementedError
@@ -74,6 +79,15 @@ class Activation:
     def df_from_output(self, y, out=None):
         """f'(x) computed from y = f(x) (same shape as y)."""
         raise NotImplementedError
+
+    def kernel(self, like):
+        """f as a two-argument callable ``k(x, out)`` for arrays of ``like``'s shape and dtype.
+
+        Same values as ``f(x, out=out)``; whatever f needs for that shape is
+        prepared once here, not on every call (the MLP binds one per layer
+        buffer).  The default is ``f`` itself.
+        """
+        return self.f
 
     def df(self, x, out=None):
         """f'(x), computed from the output f(x) by df_from_output.  Accepts scalars."""
@@ -168,6 +182,13 @@ class ReLU(Activation):
     def f(self, x, out=None):
         return np.maximum(x, _zeros_like(x), out=out)
 
+    def kernel(self, like):
+        zeros = _zeros_like(like)       # looked up once, not per call
+
+        def relu(x, out):
+            return np.maximum(x, zeros, out=out)
+        return relu
+
     def df_from_output(self, y, out=None):
         return np.sign(y, out=out)
 
@@ -226,6 +247,7 @@ class Softplus(Activation):
     """
 
     name = "softplus"
+    df_is_arithmetic = False            # expm1
 
     def f(self, x, out=None):
         return np.logaddexp(_scalar(x, 0), x, out=out)

@@ -32,11 +32,12 @@ def _prepare(pred, target, weights):
     pred = np.asarray(pred)
     if pred.dtype.kind != "f":
         pred = pred.astype(np.float64)
-    target = np.asarray(target, dtype=pred.dtype)
+    if type(target) is not np.ndarray or target.dtype != pred.dtype:
+        target = np.asarray(target, dtype=pred.dtype)
     if pred.shape != target.shape:
         raise ValueError(
             f"pred shape {pred.shape} does not match target shape {target.shape}")
-    return pred, target, _sample_weights(weights, pred)
+    return pred, target, None if weights is None else _sample_weights(weights, pred)
 
 
 def _sample_weights(weights, pred):

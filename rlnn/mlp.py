@@ -21,7 +21,10 @@ Memory layout (why it is fast for tiny nets, where Python overhead dominates):
 * ``flat_grads`` mirrors it.  backward() computes the batch gradient into a
   scratch vector with the same layout and accumulates with a single add.
 * Work buffers (z_t, h_t, dL/dz_t, dL/dh_t) are preallocated once per batch
-  size and reused; matmuls and ufuncs write into them with ``out=``.
+  size and reused; matmuls and ufuncs write into them with ``out=``.  The
+  views a pass needs (W_t^T, leading rows, each layer's activation bound to
+  its buffer) are made once with them, so a pass is the ufunc and dot calls
+  of the equations above and little else.
 """
 import numpy as np
 
@@ -35,19 +38,76 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class _Workspace:
-    """Preallocated buffers for one batch size B (reused across calls)."""
+    """Preallocated buffers for one batch size B (reused across calls), and the
+    per-layer tuples that forward() and backward() walk, so a call does no
+    indexing, slicing or view making of its own.
 
-    def __init__(self, batch, sizes, acts, dtype):
-        layers = range(len(sizes) - 1)
+    Hidden layers of one width keep their h_t in one (T-1, B, n) block and their
+    dL/dz_t in another: backward then computes g'(z_t) of all of them in one
+    call on the block instead of one call per layer (elementwise, so the values
+    are the same).
+    """
+
+    def __init__(self, batch, sizes, acts, dtype, params, grads, scratch):
+        T = len(sizes) - 1
         self.batch = batch
         self.x = np.empty((batch, sizes[0]), dtype)           # copy of the input
-        self.z = [np.empty((batch, sizes[t + 1]), dtype) for t in layers]
+        self.z = [np.empty((batch, sizes[t + 1]), dtype) for t in range(T)]
+        hidden = sizes[1:-1]
+        stack = (T > 1 and len(set(hidden)) == 1 and not acts[0].is_identity
+                 and acts[0].df_is_arithmetic)
+        self.h_hidden = np.empty((T - 1, batch, hidden[0]), dtype) if stack else None
+        self.dz_hidden = np.empty_like(self.h_hidden) if stack else None
         # An identity layer's output is its pre-activation: share the buffer.
-        self.h = [z if acts[t].is_identity else np.empty_like(z)
-                  for t, z in zip(layers, self.z)]
-        self.dz = [np.empty_like(z) for z in self.z]
-        self.dh = [np.empty((batch, sizes[t]), dtype) for t in layers]  # dL/dh_{t-1}
+        self.h = [z if acts[t].is_identity else self.h_hidden[t] if stack and t < T - 1 else np.empty_like(z)
+                  for t, z in enumerate(self.z)]
+        self.dz = [self.dz_hidden[t] if stack and t < T - 1 else np.empty_like(z)
+                   for t, z in enumerate(self.z)]
+        self.dh = [np.empty((batch, sizes[t]), dtype) for t in range(T)]  # dL/dh_{t-1}
         self.ones = np.ones(batch, dtype)                      # for 1^T dL/dz
+        # forward, t = 1..T: (h_{t-1}, W_t, b_t, z_t, g_t bound to the layer's buffer or None, h_t)
+        inputs = [self.x] + self.h[:-1]
+        self.forward_layers = [
+            (inputs[t], params[2 * t], params[2 * t + 1], self.z[t],
+             None if acts[t].is_identity else acts[t].kernel(self.h[t]), self.h[t])
+            for t in range(T)]
+        self._acts, self._params, self._grads, self._scratch = acts, params, grads, scratch
+        self._plans = {}
+
+    def backward_plan(self, rows, input_grad, accumulate):
+        """(hidden blocks or None, per-layer tuples for t = T..1) of a backward through the first
+        ``rows`` rows (leading rows of C-ordered buffers: contiguous views), made once per key."""
+        key = (rows, input_grad, accumulate)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 8:
+                self._plans.clear()
+            plan = self._plans[key] = self._make_plan(rows, input_grad, accumulate)
+        return plan
+
+    def _make_plan(self, n, input_grad, accumulate):
+        T, acts = len(self.z), self._acts
+        grads = self._scratch if accumulate else self._grads
+        inputs = [self.x] + self.h[:-1]
+        stacked = None
+        if self.h_hidden is not None:
+            stacked = (self.h_hidden[:, :n], self.dz_hidden[:, :n])
+        layers = []
+        for t in range(T - 1, -1, -1):
+            if acts[t].is_identity:
+                how = _IDENTITY
+            elif stacked is not None and t < T - 1:
+                how = _G_PRIME_READY
+            else:
+                how = _BACKPROP
+            dh = self.dh[t][:n] if t > 0 or input_grad else None
+            layers.append((how, acts[t], self.h[t][:n], self.dz[t][:n], inputs[t][:n].T,
+                           self._params[2 * t].T, grads[2 * t], grads[2 * t + 1], self.ones[:n], dh))
+        return stacked, layers
+
+
+# How backward gets dL/dz_t from dL/dh_t (see MLP.backward).
+_IDENTITY, _G_PRIME_READY, _BACKPROP = "identity", "g' ready", "backprop"
 
 
 class MLP:
@@ -134,8 +194,8 @@ class MLP:
             n = (fan_in + 1) * fan_out
             wb = self.flat_params[offset:offset + n].reshape(fan_in + 1, fan_out)
             offset += n
-            self._chain.append((vec[t], wb, vec[t + 1][:-1],
-                                None if act.is_identity else act.f))
+            z = vec[t + 1][:-1]
+            self._chain.append((vec[t], wb, z, None if act.is_identity else act.kernel(z)))
 
     # ------------------------------------------------------------------ views
     @property
@@ -178,7 +238,8 @@ class MLP:
             if len(self._workspaces) >= _MAX_CACHED_BATCH_SIZES:
                 # Evict the oldest size; self._last keeps its own reference.
                 del self._workspaces[next(iter(self._workspaces))]
-            ws = _Workspace(batch, self._sizes, self._acts, self.dtype)
+            ws = _Workspace(batch, self._sizes, self._acts, self.dtype, self.params, self.grads,
+                            self._scratch)
             self._workspaces[batch] = ws
         return ws
 
@@ -192,15 +253,13 @@ class MLP:
         if x.ndim != 2 or x.shape[1] != self._sizes[0]:
             raise ValueError(f"forward expects x of shape (batch, {self._sizes[0]}), "
                              f"got {x.shape}")
-        ws = self._workspace(x.shape[0])
+        ws = self._workspaces.get(x.shape[0]) or self._workspace(x.shape[0])
         np.copyto(ws.x, x, casting="same_kind")
-        h = ws.x
-        for t, act in enumerate(self._acts):
-            W, b = self.params[2 * t], self.params[2 * t + 1]
-            z = ws.z[t]
-            np.dot(h, W, out=z)                 # z_t = h_{t-1} W_t
+        for h_prev, W, b, z, g, h in ws.forward_layers:
+            np.dot(h_prev, W, out=z)            # z_t = h_{t-1} W_t
             np.add(z, b, out=z)                 #     + b_t
-            h = z if act.is_identity else act.f(z, out=ws.h[t])   # h_t = g(z_t)
+            if g is not None:
+                g(z, h)                         # h_t = g(z_t)  (identity: h_t is z_t)
         self._last = ws
         return h.copy()
 
@@ -234,7 +293,7 @@ class MLP:
         for h_one, wb, z, f in self._chain:      # z is the h_t part of [h_t, 1]
             np.dot(h_one, wb, out=z)             # z_t = [h_{t-1}, 1] [W_t; b_t]
             if f is not None:
-                f(z, out=z)                      # h_t = g(z_t), in place
+                f(z, z)                          # h_t = g(z_t), in place
         return z.copy()
 
     # --------------------------------------------------------------- backward
@@ -261,30 +320,31 @@ class MLP:
         if not (isinstance(n, (int, np.integer)) and 0 < n <= ws.batch):
             raise ValueError(f"rows must be an int in [1, {ws.batch}] (the last forward's batch), "
                              f"got {rows!r}")
-        expected = (n, self._sizes[-1])
-        if dy.shape != expected:
-            raise ValueError(f"backward expects dy of shape {expected} (the last forward's "
+        if dy.shape != (n, self._sizes[-1]):
+            raise ValueError(f"backward expects dy of shape {(n, self._sizes[-1])} (the last forward's "
                              f"output shape{'' if rows is None else ', first rows'}), got {dy.shape}")
         if dy.dtype != self.dtype:
             dy = dy.astype(self.dtype)
-        if n == ws.batch:
-            x, hs, dzs, dhs, ones = ws.x, ws.h, ws.dz, ws.dh, ws.ones
-        else:                       # leading rows of C-ordered buffers: contiguous views
-            x, ones = ws.x[:n], ws.ones[:n]
-            hs, dzs, dhs = [a[:n] for a in ws.h], [a[:n] for a in ws.dz], [a[:n] for a in ws.dh]
-        grads = self._scratch if accumulate else self.grads
-        g = dy                                              # dL/dh_t
-        for t in range(self.num_layers - 1, -1, -1):
-            act = self._acts[t]
-            dz = g if act.is_identity else act.backprop(g, hs[t], out=dzs[t])
-            h_prev = x if t == 0 else hs[t - 1]
-            np.dot(h_prev.T, dz, out=grads[2 * t])              # dL/dW_t = h_{t-1}^T dz
-            np.dot(ones, dz, out=grads[2 * t + 1])              # dL/db_t = 1^T dz
-            if t == 0 and not input_grad:
+        # Into self.grads, or into the scratch vector that is then added (accumulate).
+        stacked, layers = ws.backward_plan(int(n), input_grad, accumulate)
+        if stacked is not None:                 # g'(z_t) of all hidden layers at once (see _Workspace)
+            h_hidden, dz_hidden = stacked
+            self._acts[0].df_from_output(h_hidden, out=dz_hidden)
+        g = dy                                  # dL/dh_t, from t = T down
+        for how, act, h, dz, h_prev_T, W_T, dW, db, ones, dh in layers:
+            if how is _IDENTITY:
+                dz = g                          # dL/dz_t = dL/dh_t
+            elif how is _G_PRIME_READY:
+                np.multiply(dz, g, out=dz)      # dL/dz_t = g'(z_t) * dL/dh_t  (dz held g'(z_t))
+            else:
+                act.backprop(g, h, out=dz)      # dL/dz_t = dL/dh_t * g'(z_t)
+            np.dot(h_prev_T, dz, out=dW)        # dL/dW_t = h_{t-1}^T dL/dz_t
+            np.dot(ones, dz, out=db)            # dL/db_t = 1^T dL/dz_t
+            if dh is None:                      # t = 1 and no input_grad: dL/dx is not needed
                 g = None
                 break
-            np.dot(dz, self.params[2 * t].T, out=dhs[t])        # dL/dh_{t-1} = dz W_t^T
-            g = dhs[t]
+            np.dot(dz, W_T, out=dh)             # dL/dh_{t-1} = dL/dz_t W_t^T
+            g = dh
         if accumulate:
             np.add(self.flat_grads, self._flat_scratch, out=self.flat_grads)
         return None if g is None else g.copy()

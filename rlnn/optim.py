@@ -23,6 +23,8 @@ copies them back, so a resumed run continues bit for bit.
 every ``step()``, before the parameters change, e.g. to snapshot them for an
 update-size statistic; ``handle.remove()`` unregisters it.
 """
+import math
+
 import numpy as np
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adam", "HookHandle", "clip_grad_norm"]
@@ -312,21 +314,29 @@ class Adam(Optimizer):
         self.exp_avg_sq = np.zeros_like(params)
         # Only used with amsgrad; kept (size 0 otherwise) so state_dict is uniform.
         self.max_exp_avg_sq = np.zeros_like(params) if amsgrad else np.zeros(0, params.dtype)
+        self._typed = (None, None)
+
+    def _typed_betas(self):
+        """(b1, 1 - b1, b2, 1 - b2) as scalars of the parameters' dtype, made once per ``betas``
+        (with float32 arrays a Python float costs a conversion per ufunc call)."""
+        if self._typed[0] is not self.betas:
+            (beta1, beta2), c = self.betas, self.params.dtype.type
+            self._typed = (self.betas, (c(beta1), c(1.0 - beta1), c(beta2), c(1.0 - beta2)))
+        return self._typed[1]
 
     def step(self):
         if self._step_pre_hooks:
             self._call_step_pre_hooks()
-        g = self._decayed_grad()
+        g = self.grads if self.weight_decay == 0 else self._decayed_grad()
         self.step_count += 1
         (beta1, beta2), t = self.betas, self.step_count
+        b1, one_minus_b1, b2, one_minus_b2 = self._typed_betas()
         m, v, tmp = self.exp_avg, self.exp_avg_sq, self._tmp
-        # Typed scalars: with float32 arrays a Python float costs a conversion per ufunc call.
-        c = self.params.dtype.type
-        np.multiply(m, c(beta1), out=m)
-        np.multiply(g, c(1.0 - beta1), out=tmp)
+        np.multiply(m, b1, out=m)
+        np.multiply(g, one_minus_b1, out=tmp)
         np.add(m, tmp, out=m)                                     # m = b1 m + (1-b1) g
-        np.multiply(v, c(beta2), out=v)
-        np.multiply(g, c(1.0 - beta2), out=tmp)
+        np.multiply(v, b2, out=v)
+        np.multiply(g, one_minus_b2, out=tmp)
         np.multiply(tmp, g, out=tmp)
         np.add(v, tmp, out=v)                                     # v = b2 v + (1-b2) g^2
         if self.amsgrad:
@@ -334,8 +344,9 @@ class Adam(Optimizer):
             v = self.max_exp_avg_sq
         # lr m^ / (sqrt(v^) + eps) with m^ = m / bc1, sqrt(v^) = sqrt(v) / sqrt(bc2) equals
         # (lr sqrt(bc2) / bc1) m / (sqrt(v) + eps sqrt(bc2)): the same value with one ufunc fewer.
-        sqrt_bc2 = np.sqrt(1.0 - beta2 ** t)
+        sqrt_bc2 = math.sqrt(1.0 - beta2 ** t)
         step_size = self.lr * sqrt_bc2 / (1.0 - beta1 ** t)
+        c = self.params.dtype.type
         np.sqrt(v, out=tmp)
         np.add(tmp, c(self.eps * sqrt_bc2), out=tmp)
         np.divide(m, tmp, out=tmp)
@@ -351,9 +362,14 @@ def clip_grad_norm(grads, max_norm):
     max_norm / (norm + 1e-6) < 1 every array is multiplied by that factor.
     max_norm None or inf only measures.  Returns the norm before clipping (float).
     """
-    arrays = [grads] if isinstance(grads, np.ndarray) else list(grads)
-    norm = float(np.sqrt(sum(float(np.dot(a.ravel(), a.ravel())) for a in arrays)))
-    if max_norm is None or np.isinf(max_norm):
+    if isinstance(grads, np.ndarray):       # one array (the common case): no list, no generator
+        arrays = [grads]
+        flat = grads.ravel()
+        norm = math.sqrt(float(np.dot(flat, flat)))
+    else:
+        arrays = list(grads)
+        norm = math.sqrt(sum(float(np.dot(a.ravel(), a.ravel())) for a in arrays))
+    if max_norm is None or math.isinf(max_norm):
         return norm
     if max_norm < 0:
         raise ValueError(f"max_norm must be >= 0, got {max_norm!r}")
