@@ -1,10 +1,15 @@
-"""``rlnn compare``: several algorithms over several seeds, side by side.
+"""``rlnn compare``: several algorithms over several seeds, side by side, on one env or a suite of envs.
 
 Every (algo, seed) is an ordinary run, trained by its own ``rlnn train`` process in the shared process
 pool (``experiments.pool``: ``--workers`` at once, Ctrl-C checkpoints every worker). All runs sit under
 one ``runs/compare__{env}__{time}/`` with the plan in ``compare.json`` (``CompareSpec``), so
 ``tensorboard --logdir`` on it overlays them, ``rlnn compare --resume DIR`` finishes what is missing, and
 the report (``experiments.report``) is made from the runs' event files: ``rlnn report DIR`` remakes it.
+
+``--envs A,B,...`` is a suite (``SuiteSpec``, ``suite.json``): every (env, algo, seed) in one pool, under
+``runs/suite__{time}/`` with one ordinary compare directory per env (``{env}/``, its own compare.json and
+report), and the suite's benchmark at the top (``experiments.benchmark``: benchmark.md, .csv and .png).
+``rlnn compare --resume`` takes either kind of directory.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from agents.config import ConfigError, build
 from agents.loop import check_run
 from agents.rundir import RunDir
 from experiments.pool import Job, Outcome, SpecFile, job_for, resumable, run_jobs
+
+DEFAULT_ENV = "CartPole-v1"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,58 @@ class CompareSpec(SpecFile):
                         total_steps=self.total_steps, sets=self.sets)
                 for algo in self.algos for seed in self.seeds)
         return [job for job in jobs if job is not None]
+
+    def run_dirs(self, parent: str) -> list[RunDir]:
+        return RunDir.find(parent)
+
+
+@dataclass(frozen=True)
+class SuiteSpec(SpecFile):
+    """What ``rlnn compare --envs`` runs: the ``CompareSpec`` of every env in ``envs``, each in its own
+    compare directory ``{parent}/{env}/`` (made by ``create``), all in one process pool."""
+
+    FILE = "suite.json"
+    KIND = "suite"
+
+    envs: tuple[str, ...]
+    algos: tuple[str, ...]
+    seeds: tuple[int, ...]
+    total_steps: int | None
+    sets: tuple[str, ...]
+    time: int
+
+    def compare(self, env: str) -> CompareSpec:
+        return CompareSpec(env, self.algos, self.seeds, self.total_steps, self.sets, self.time)
+
+    @staticmethod
+    def env_dir(parent: str, env: str) -> str:
+        return os.path.join(parent, env.replace("/", "-"))
+
+    def create(self, parent: str) -> None:
+        """suite.json, and each env's compare directory with its compare.json."""
+        self.write(parent)
+        for env in self.envs:
+            os.makedirs(self.env_dir(parent, env), exist_ok=True)
+            self.compare(env).write(self.env_dir(parent, env))
+
+    def jobs(self, parent: str) -> list[Job]:
+        return [job for env in self.envs for job in self.compare(env).jobs(self.env_dir(parent, env))]
+
+    def run_dirs(self, parent: str) -> list[RunDir]:
+        return [rd for env in self.envs for rd in RunDir.find(self.env_dir(parent, env))]
+
+
+def read_spec(parent: str) -> CompareSpec | SuiteSpec:
+    """The plan of a compare directory or of a suite directory."""
+    return (SuiteSpec if os.path.isfile(os.path.join(parent, SuiteSpec.FILE)) else CompareSpec).read(parent)
+
+
+def parse_names(text: str, flag: str) -> tuple[str, ...]:
+    """``a,b, c`` -> ("a", "b", "c"), duplicates dropped; ConfigError when there is none."""
+    names = tuple(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
+    if not names:
+        raise ConfigError(f"{flag} {text!r}: expected a comma-separated list")
+    return names
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -78,13 +137,14 @@ def parse_workers(text: str) -> int:
         raise ConfigError(f"--workers {text!r}: expected a positive number or auto") from None
 
 
-def run_compare(parent: str, spec: CompareSpec, workers: int, stream=None) -> int:
-    """The missing runs of ``parent``, then the report; exit code 0, 1 (a run failed) or 130 (stopped)."""
+def run_compare(parent: str, spec: CompareSpec | SuiteSpec, workers: int, stream=None) -> int:
+    """The missing runs of ``parent`` (a compare or, with a ``SuiteSpec``, a suite directory), then the
+    report(s); exit code 0, 1 (a run failed) or 130 (stopped)."""
     stream = stream or sys.stdout
     return resumable("compare", parent, lambda: _run_compare(parent, spec, workers, stream), stream)
 
 
-def _run_compare(parent: str, spec: CompareSpec, workers: int, stream) -> int:
+def _run_compare(parent: str, spec: CompareSpec | SuiteSpec, workers: int, stream) -> int:
     jobs = spec.jobs(parent)
     print(f"compare: {len(jobs)} run(s) to do in {parent} with {workers} worker(s)\n"
           f"watch: tensorboard --logdir {parent}", file=stream, flush=True)
@@ -101,37 +161,55 @@ def _run_compare(parent: str, spec: CompareSpec, workers: int, stream) -> int:
     if failed or stopped:
         print(f"compare: {failed} failed, {stopped} stopped; the other runs are intact. "
               f"Finish with: rlnn compare --resume {parent}", file=stream, flush=True)
-    from experiments.report import report
+    if any(rd.read_result() is not None for rd in spec.run_dirs(parent)):
+        if isinstance(spec, SuiteSpec):
+            from experiments.benchmark import suite_report
 
-    if any(rd.read_result() is not None for rd in RunDir.find(parent)):
-        report(parent, stream=stream)
+            suite_report(parent, spec, stream=stream)
+        else:
+            from experiments.report import report
+
+            report(parent, stream=stream)
     return 1 if failed else (130 if stopped else 0)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     if args.resume:
         parent = os.path.abspath(args.resume)
-        return run_compare(parent, CompareSpec.read(parent), parse_workers(args.workers))
-    algos = tuple(dict.fromkeys(a.strip() for a in args.algos.split(",") if a.strip()))
+        return run_compare(parent, read_spec(parent), parse_workers(args.workers))
+    if args.env is not None and args.envs is not None:
+        raise ConfigError("--env and --envs together: give one env (--env) or a suite of envs (--envs)")
+    envs = parse_names(args.envs, "--envs") if args.envs is not None else (args.env or DEFAULT_ENV,)
+    algos = parse_names(args.algos, "--algos")
     for algo in algos:
         if algo not in ALGOS:
             raise UnknownAlgo(f"unknown algorithm {algo!r} in --algos: choose from {', '.join(ALGOS)}")
-    seeds = parse_seeds(args.seeds)
+    seeds = tuple(parse_seeds(args.seeds))
     workers = parse_workers(args.workers)
-    for algo in algos:  # check every config and the env before creating anything
-        check_run(build(algo, args.env, None, args.set, {"total_steps": args.total_steps}))
-    parent, stamp = _new_parent(args.logdir, args.env)
-    spec = CompareSpec(args.env, algos, tuple(seeds), args.total_steps, tuple(args.set), stamp)
-    spec.write(parent)
+    for env in envs:  # check every env, config and (for a suite) threshold before creating anything
+        for algo in algos:
+            check_run(build(algo, env, None, args.set, {"total_steps": args.total_steps}))
+        if args.envs is not None:
+            from experiments.benchmark import threshold_of
+
+            threshold_of(env)
+    if args.envs is None:
+        parent, stamp = _new_parent(args.logdir, f"compare__{envs[0].replace('/', '-')}")
+        spec = CompareSpec(envs[0], algos, seeds, args.total_steps, tuple(args.set), stamp)
+        spec.write(parent)
+    else:
+        parent, stamp = _new_parent(args.logdir, "suite")
+        spec = SuiteSpec(envs, algos, seeds, args.total_steps, tuple(args.set), stamp)
+        spec.create(parent)
     return run_compare(parent, spec, workers)
 
 
-def _new_parent(logdir: str, env: str) -> tuple[str, int]:
-    """A compare directory no other compare uses: two started in the same second get different times."""
+def _new_parent(logdir: str, prefix: str) -> tuple[str, int]:
+    """A directory ``{prefix}__{time}`` no other compare uses: two started in the same second get different times."""
     stamp = int(time.time())
     os.makedirs(logdir, exist_ok=True)
     while True:
-        parent = os.path.abspath(os.path.join(logdir, f"compare__{env.replace('/', '-')}__{stamp}"))
+        parent = os.path.abspath(os.path.join(logdir, f"{prefix}__{stamp}"))
         try:
             os.mkdir(parent)
             return parent, stamp
@@ -140,8 +218,10 @@ def _new_parent(logdir: str, env: str) -> tuple[str, int]:
 
 
 def register(sub) -> None:
-    c = sub.add_parser("compare", help="several algorithms over several seeds, with a report")
-    c.add_argument("--env", default="CartPole-v1")
+    c = sub.add_parser("compare", help="several algorithms over several seeds (on one env or a suite), with a report")
+    c.add_argument("--env", help=f"one Gymnasium env id (default {DEFAULT_ENV})")
+    c.add_argument("--envs", metavar="ENV,ENV,...", help="a suite: every env, one compare directory each, "
+                   "and a benchmark over them (benchmark.md, .csv, .png)")
     c.add_argument("--algos", default="pg,dqn", help="comma-separated, e.g. pg,dqn")
     c.add_argument("--seeds", default="3", help="a count (5), a range (0-9) or a list (1,4,7)")
     c.add_argument("--total-steps", type=int, help="budget per run (default: each preset's)")
@@ -149,5 +229,5 @@ def register(sub) -> None:
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. dqn.lr=1e-3 (one algorithm), run.eval_every=2000 (all)")
     c.add_argument("--logdir", default="runs")
-    c.add_argument("--resume", metavar="DIR", help="finish the missing runs of a compare directory")
+    c.add_argument("--resume", metavar="DIR", help="finish the missing runs of a compare or suite directory")
     c.set_defaults(func=cmd_compare)

@@ -156,8 +156,31 @@ def aggregate(runs: list[RunSummary]) -> list[dict]:
     return rows
 
 
-def _fmt(x: float, digits: int = 0) -> str:
+def fmt(x: float, digits: int = 0) -> str:
+    """A table cell: ``x`` with thousands separators and ``digits`` decimals, "–" for a missing number."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
+
+
+SUMMARY_HEADER = ("solved", "steps to solve, median (IQR)", "seconds to solve, median (IQR)",
+                  "final eval, mean [95% CI]", "AUC, mean [95% CI]", "SPS")
+
+
+def summary_cells(r: dict) -> list[str]:
+    """The cells of one ``aggregate`` row under ``SUMMARY_HEADER`` (also the suite's benchmark.md)."""
+    return [f"{r['solved']}/{r['runs']}",
+            f"{fmt(r['steps_to_solve_median'])} ({fmt(r['steps_to_solve_q1'])}–{fmt(r['steps_to_solve_q3'])})",
+            f"{fmt(r['seconds_to_solve_median'], 1)} ({fmt(r['seconds_to_solve_q1'], 1)}–{fmt(r['seconds_to_solve_q3'], 1)})",
+            f"{fmt(r['final_eval_mean'], 1)} [{fmt(r['final_eval_ci_low'], 1)}, {fmt(r['final_eval_ci_high'], 1)}]",
+            f"{fmt(r['auc_mean'], 1)} [{fmt(r['auc_ci_low'], 1)}, {fmt(r['auc_ci_high'], 1)}]",
+            fmt(r['sps_median'])]
+
+
+def table_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def table_rule(columns: int) -> str:
+    return "|" + "---|" * columns
 
 
 def markdown(rows: list[dict], runs: list[RunSummary], threshold: float, env_id: str) -> str:
@@ -167,20 +190,13 @@ def markdown(rows: list[dict], runs: list[RunSummary], threshold: float, env_id:
              "runs; means over all seeds with a 95% bootstrap confidence interval. AUC = mean greedy return "
              "over the budget.",
              "",
-             "| algo | solved | steps to solve, median (IQR) | seconds to solve, median (IQR) | final eval, mean [95% CI] | AUC, mean [95% CI] | SPS |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['algo']} | {r['solved']}/{r['runs']} "
-            f"| {_fmt(r['steps_to_solve_median'])} ({_fmt(r['steps_to_solve_q1'])}–{_fmt(r['steps_to_solve_q3'])}) "
-            f"| {_fmt(r['seconds_to_solve_median'], 1)} ({_fmt(r['seconds_to_solve_q1'], 1)}–{_fmt(r['seconds_to_solve_q3'], 1)}) "
-            f"| {_fmt(r['final_eval_mean'], 1)} [{_fmt(r['final_eval_ci_low'], 1)}, {_fmt(r['final_eval_ci_high'], 1)}] "
-            f"| {_fmt(r['auc_mean'], 1)} [{_fmt(r['auc_ci_low'], 1)}, {_fmt(r['auc_ci_high'], 1)}] "
-            f"| {_fmt(r['sps_median'])} |")
+             table_row(("algo",) + SUMMARY_HEADER),
+             table_rule(len(SUMMARY_HEADER) + 1)]
+    lines += [table_row([r["algo"], *summary_cells(r)]) for r in rows]
     lines += ["", "| run | solved | steps to solve | seconds to solve | final eval | AUC | SPS |", "|---|---|---|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r.run} | {'yes' if r.solved else 'no'} | {_fmt(r.steps_to_solve)} | {_fmt(r.seconds_to_solve, 1)} "
-                     f"| {_fmt(r.final_eval, 1)} | {_fmt(r.auc, 1)} | {_fmt(r.sps)} |")
+        lines.append(f"| {r.run} | {'yes' if r.solved else 'no'} | {fmt(r.steps_to_solve)} | {fmt(r.seconds_to_solve, 1)} "
+                     f"| {fmt(r.final_eval, 1)} | {fmt(r.auc, 1)} | {fmt(r.sps)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -218,6 +234,25 @@ def smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
     return out
 
 
+def plot_curves(ax, runs: list[RunSummary], algos: list[str], kind: str = "eval", use_seconds: bool = False) -> None:
+    """On ``ax``, per algorithm (colour ``C{i}``, ``i`` its index in ``algos``): the mean over its runs of
+    the ``kind`` curve ("eval", or "train" smoothed) on a common grid of env steps (or training seconds),
+    and the shaded 95% bootstrap band of that mean."""
+    for i, algo in enumerate(algos):
+        group = [r for r in runs if r.algo == algo]
+        curves = [r.eval if kind == "eval" else Curve(r.train.steps, smooth(r.train.values)) for r in group]
+        curves = [c for c in curves if c.values.size]
+        if not curves:
+            continue
+        grid, ys = _grid_curves(curves, use_seconds)
+        if grid is None:
+            continue
+        mean, lo, hi = bootstrap_band(ys)
+        color = f"C{i}"
+        ax.plot(grid, mean, color=color, label=f"{algo} (n={len(curves)})")
+        ax.fill_between(grid, lo, hi, color=color, alpha=0.25, linewidth=0)
+
+
 def plot(runs: list[RunSummary], threshold: float, env_id: str, path: str) -> None:
     import matplotlib
 
@@ -230,19 +265,7 @@ def plot(runs: list[RunSummary], threshold: float, env_id: str, path: str) -> No
               (axes[1], "eval", True, "training wall-clock seconds", "greedy eval return"),
               (axes[2], "train", False, "env steps", "training episodic return (smoothed)")]
     for ax, kind, use_seconds, xlabel, ylabel in panels:
-        for i, algo in enumerate(algos):
-            group = [r for r in runs if r.algo == algo]
-            curves = [r.eval if kind == "eval" else Curve(r.train.steps, smooth(r.train.values)) for r in group]
-            curves = [c for c in curves if c.values.size]
-            if not curves:
-                continue
-            grid, ys = _grid_curves(curves, use_seconds)
-            if grid is None:
-                continue
-            mean, lo, hi = bootstrap_band(ys)
-            color = f"C{i}"
-            ax.plot(grid, mean, color=color, label=f"{algo} (n={len(curves)})")
-            ax.fill_between(grid, lo, hi, color=color, alpha=0.25, linewidth=0)
+        plot_curves(ax, runs, algos, kind, use_seconds)
         ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
