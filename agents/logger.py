@@ -231,6 +231,12 @@ class Logger:
 
     def __init__(self, sinks: Iterable[Sink]):
         self.sinks = list(sinks)
+        self._tickers = [sink.tick for sink in self.sinks if hasattr(sink, "tick")]
+
+    @property
+    def ticks(self) -> bool:
+        """Whether ``tick()`` reaches a sink (a console); the loop skips the call per step otherwise."""
+        return bool(self._tickers)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if not math.isfinite(float(value)):
@@ -257,7 +263,8 @@ class Logger:
         self._each("hparams", hparams, start_time)
 
     def tick(self, force: bool = False) -> None:
-        self._each("tick", force)
+        for tick in self._tickers:
+            tick(force)
 
     def session_end(self, status: str) -> None:
         self._each("session_end", status)

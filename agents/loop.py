@@ -51,6 +51,11 @@ class Interrupted(Exception):
     pass
 
 
+# valid / prev_done of a one-env step (_Session._env_step_one): shared, so read-only.
+_TRUE, _FALSE = np.ones(1, bool), np.zeros(1, bool)
+_TRUE.flags.writeable = _FALSE.flags.writeable = False
+
+
 def check_run(cfg: TrainConfig) -> None:
     """What can be checked about a run without training it: the env id, the packages it needs, its
     ``env_kwargs`` and its spaces (one-line EnvErrors). compare and sweep call it before creating anything."""
@@ -252,13 +257,29 @@ class _Session:
                          status=saved.get("status", "done"), evals=self.run_dir.evals())
 
     def _steps(self, stop: _StopFlag) -> None:
-        target = self.cfg.run.stop_at_eval_return
-        while self.state.step < self.cfg.run.total_steps:
+        """Vector steps until total_steps (or an evaluation reaches stop_at_eval_return).
+
+        Per step only what every step needs runs here: the env step, one comparison with the next
+        step at which ``_periodic`` has something to do (logging, network statistics, evaluation,
+        checkpoint), the callback if one was given, the console tick if there is a console.
+        """
+        s, total, target = self.state, self.cfg.run.total_steps, self.cfg.run.stop_at_eval_return
+        env_step = self._env_step_one if self.env.num_envs == 1 else self._env_step
+        tick = self.logger.tick if self.logger.ticks else None
+        callback = self.callback
+        next_event = self._next_event()
+        while s.step < total:
             if stop.signum is not None:
                 raise Interrupted
-            metrics = self._env_step()
-            record = self._periodic(metrics)
-            self.logger.tick()
+            metrics = env_step()
+            record = None
+            if s.step >= next_event:
+                record = self._periodic()
+                next_event = self._next_event()
+            if callback is not None:
+                self._call_back(metrics, record)
+            if tick is not None:
+                tick()
             if record is not None and target is not None and record.mean >= target:
                 self.result.status = "target_reached"
                 return
@@ -281,7 +302,28 @@ class _Session:
             self.last_metrics = metrics
         return metrics
 
-    def _log_episodes(self, info: dict, transition_step: np.ndarray) -> None:
+    def _env_step_one(self) -> dict[str, float]:
+        """``_env_step`` for one env (the classic DQN loop): the same calls, counts and logs, with
+        Python bools where the general step does length-1 array operations. ``valid`` and
+        ``prev_done`` are shared read-only arrays (``_TRUE``, ``_FALSE``)."""
+        s = self.state
+        actions = self.agent.act(s.obs, s.step)
+        next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+        reset_row = s.prev_done[0]       # the env ended last step: this row only reset it (NEXT_STEP)
+        self.agent.observe(s.obs, actions, rewards, next_obs, terminated, truncated,
+                           _FALSE if reset_row else _TRUE)
+        if not reset_row:
+            s.step += 1
+        s.prev_done = _TRUE if terminated[0] or truncated[0] else _FALSE
+        s.obs = next_obs
+        if "_episode" in info:
+            self._log_episodes(info, (s.step,))
+        metrics = self.agent.learn(s.step)
+        if metrics:
+            self.last_metrics = metrics
+        return metrics
+
+    def _log_episodes(self, info: dict, transition_step) -> None:
         # The vector step's transitions are counted in env order, so two episodes ending in the same
         # vector step get distinct steps (TensorBoard keeps one point per step).
         done_idx = np.flatnonzero(info["_episode"])
@@ -292,8 +334,18 @@ class _Session:
             self.result.episode_returns.append((at, r))
         self.state.episodes += len(done_idx)
 
-    def _periodic(self, metrics: dict[str, float]) -> EvalRecord | None:
-        """What runs every so many steps: logging, network statistics, evaluation, checkpoint, callback."""
+    def _next_event(self) -> int:
+        """The first step at which ``_periodic`` has something to do."""
+        s = self.state
+        due = min(s.next_log, s.next_ckpt)
+        if self.eval_env is not None:
+            due = min(due, s.next_eval)
+        if self.inspector is not None:
+            due = min(due, s.next_net_log)
+        return due
+
+    def _periodic(self) -> EvalRecord | None:
+        """What runs every so many steps: logging, network statistics, evaluation, checkpoint."""
         s, run = self.state, self.cfg.run
         eval_due = self.eval_env is not None and s.step >= s.next_eval
         if s.step >= s.next_log:
@@ -316,7 +368,6 @@ class _Session:
             s.next_ckpt += run.checkpoint_every
             self._check_finite()
             self._save_checkpoint()
-        self._call_back(metrics, record)
         return record
 
     # ----------------------------------------------------------------- finish
