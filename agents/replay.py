@@ -44,7 +44,7 @@ class ReplayBuffer:
 
     def add(self, obs, actions, rewards, next_obs, terminated, valid=None) -> None:
         """Store rows i with valid[i] (all rows if valid is None); arrays have a leading batch axis."""
-        if valid is not None and not valid.all():
+        if valid is not None and np.count_nonzero(valid) < len(valid):
             keep = np.asarray(valid, bool)
             obs, actions, rewards = obs[keep], actions[keep], rewards[keep]
             next_obs, terminated = next_obs[keep], terminated[keep]
@@ -57,7 +57,10 @@ class ReplayBuffer:
             self.added += n - self.capacity
             n = self.capacity
         p = self.pos
-        if p + n <= self.capacity:
+        if n == 1:      # one env: the row [obs | next_obs | reward | terminated] in one call, then the action
+            np.concatenate((obs[0], next_obs[0], rewards, terminated), out=self._rows[p], casting="same_kind")
+            self.actions[p] = actions[0]
+        elif p + n <= self.capacity:
             s = slice(p, p + n)
             self.obs[s] = obs
             self.next_obs[s] = next_obs
@@ -102,8 +105,8 @@ class ReplayBuffer:
         # double below size (or is exact when size is a power of two).
         rng.random(out=uniform)
         np.multiply(uniform, self.size, out=idx, casting="unsafe")
-        np.take(self._rows, idx, axis=0, out=rows)
-        np.take(self.actions, idx, out=actions)
+        self._rows.take(idx, axis=0, out=rows)      # the methods: np.take adds a Python wrapper call
+        self.actions.take(idx, out=actions)
         d = self.obs_dim
         return rows[..., :d], actions, rows[..., 2 * d], rows[..., d:2 * d], rows[..., 2 * d + 1]
 

@@ -109,6 +109,16 @@ def test_epsilon_schedule_and_exploration():
     greedy_one = agent.q.predict(one).argmax(1)
     agent.epsilon_schedule = type(agent.epsilon_schedule)(0.0, 0.0, 1)
     assert all(np.array_equal(agent.act(one, 10**6), greedy_one) for _ in range(20))
+    assert agent.act(one, 10**6).dtype == greedy_one.dtype
+    # its random action is the draw rng.integers(0, K, size=1) would make, with the same generator state
+    agent.epsilon_schedule = type(agent.epsilon_schedule)(0.5, 0.5, 1)
+    twin = np.random.default_rng(0)
+    twin.bit_generator.state = agent.rng.bit_generator.state
+    for _ in range(300):
+        act = agent.act(one, 0)
+        expected = twin.integers(0, 2, size=1) if twin.random() < 0.5 else greedy_one
+        assert np.array_equal(act, expected) and act.dtype == expected.dtype and act.shape == (1,)
+    assert agent.rng.bit_generator.state == twin.bit_generator.state
     agent.epsilon_schedule = type(agent.epsilon_schedule)(1.0, 0.1, 1000)
     # after the decay (step 5000): ~ (1 - 0.1) + 0.1 / 2 of the actions are greedy
     x = np.random.default_rng(0).normal(size=(4000, 4)).astype(np.float32)

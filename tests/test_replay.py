@@ -36,6 +36,18 @@ def test_wraparound_keeps_the_newest_rows_in_ring_order():
     assert buf.obs[newest, 0] == 18 and buf.obs[buf.pos, 0] == 14
 
 
+def test_one_row_at_a_time_stores_what_one_call_stores():
+    # One env adds one row per step (its own code path): the same rows, wraparound and counters.
+    obs, act, rew, nxt, term = _rows(0, 13)
+    valid = np.arange(13) % 4 != 3
+    at_once, one_by_one = ReplayBuffer(5, 3), ReplayBuffer(5, 3)
+    at_once.add(obs, act, rew, nxt, term, valid=valid)
+    for i in range(13):
+        one_by_one.add(obs[i:i + 1], act[i:i + 1], rew[i:i + 1], nxt[i:i + 1], term[i:i + 1], valid=valid[i:i + 1])
+    for key, value in at_once.state_dict().items():
+        np.testing.assert_array_equal(one_by_one.state_dict()[key], value)
+
+
 def test_invalid_rows_are_not_stored():
     buf = ReplayBuffer(10, 3)
     obs, act, rew, nxt, term = _rows(0, 4)
