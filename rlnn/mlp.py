@@ -176,6 +176,7 @@ class MLP:
         self._scratch = _views(self._flat_scratch, shapes)
         self._workspaces = {}
         self._last = None                                # workspace of the last forward
+        self._predict_layers = {}                        # batch size -> predict()'s buffers
         self._build_acting_path()
 
     def _build_acting_path(self):
@@ -268,8 +269,8 @@ class MLP:
 
         x: (n_0,) -> (n_T,), or (B, n_0) -> (B, n_T).  Never touches the
         training workspaces, so it is safe to call between forward() and
-        backward().  Returns a fresh array.  The single-observation path
-        reuses small per-network buffers: do not call it on the same network
+        backward().  Returns a fresh array.  It computes in small per-network
+        buffers (one set per batch size): do not call it on the same network
         from several threads at once.
         """
         x = np.asarray(x)
@@ -279,13 +280,25 @@ class MLP:
         if x.ndim == 1:
             return self._predict_one(x)
         h = x if x.dtype == self.dtype else x.astype(self.dtype)
-        params = self.params
+        layers = self._predict_layers.get(len(h)) or self._predict_buffers(len(h))
+        for W, b, z, g in layers:
+            np.dot(h, W, out=z)                 # z_t = h_{t-1} W_t  (into a buffer: x is never modified)
+            np.add(z, b, out=z)                 #     + b_t
+            if g is not None:
+                g(z, z)                         # h_t = g(z_t), in place
+            h = z
+        return h.copy()
+
+    def _predict_buffers(self, batch):
+        """predict()'s per-layer (W_t, b_t, buffer, g_t bound to it) for ``batch`` rows, made once."""
+        if len(self._predict_layers) >= _MAX_CACHED_BATCH_SIZES:
+            del self._predict_layers[next(iter(self._predict_layers))]
+        layers = []
         for t, act in enumerate(self._acts):
-            h = np.dot(h, params[2 * t])        # a new array: x is never modified
-            h += params[2 * t + 1]
-            if not act.is_identity:
-                act.f(h, out=h)
-        return h
+            z = np.empty((batch, self._sizes[t + 1]), self.dtype)
+            layers.append((self.params[2 * t], self.params[2 * t + 1], z, None if act.is_identity else act.kernel(z)))
+        self._predict_layers[batch] = layers
+        return layers
 
     def _predict_one(self, x):
         """predict() for a single observation using the [W; b] views (see _build)."""
