@@ -2,7 +2,8 @@
 #   make compare   the main job: pg vs dqn on CartPole-v1 over 3 seeds, table + plot + TensorBoard
 #   make test      the test suite
 # Both create .venv and install the project into it on first use (and again when pyproject.toml changes),
-# with the dev and ray extras, so the test suite also runs the Ray sweep backend.
+# with the dev, ray, suite and box2d extras, so the test suite also runs the Ray sweep backend, the suite's
+# rliable aggregate and LunarLander.
 
 PYTHON ?= python3
 VENV := .venv
