@@ -309,15 +309,22 @@ def report(parent: str, threshold: float | None = None, stream=None, write_plot:
 def cmd_report(args) -> int:
     from agents.config import ConfigError
 
+    from experiments.compare import SuiteSpec, read_spec
+
     try:
-        report(args.dir, threshold=args.threshold)
+        if os.path.isfile(os.path.join(args.dir, SuiteSpec.FILE)):   # a suite: every env's report + benchmark
+            from experiments.benchmark import suite_report
+
+            suite_report(args.dir, read_spec(args.dir))
+        else:
+            report(args.dir, threshold=args.threshold)
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None
     return 0
 
 
 def register(sub) -> None:
-    r = sub.add_parser("report", help="summary table and plots of a compare directory, from its event files")
+    r = sub.add_parser("report", help="summary table and plots of a compare (or suite) directory, from its event files")
     r.add_argument("dir")
     r.add_argument("--threshold", type=float, help="return that counts as solved (default: the env's registry threshold)")
     r.set_defaults(func=cmd_report)

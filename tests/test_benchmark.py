@@ -252,3 +252,12 @@ def test_bad_suites_are_one_line_errors_with_nothing_created(tmp_path, capsys):
     assert "Acrobt-v1" in errors[0] and "Acrobot-v1" in errors[0]    # the typo, and the id it means
     assert "Discrete" in errors[1] and "NoThreshold-v0 has no registered reward threshold" in errors[2]
     assert not os.listdir(tmp_path)                                  # nothing created
+
+
+def test_report_of_a_suite_directory_remakes_the_benchmark(suite, capsys, monkeypatch):
+    monkeypatch.setattr(benchmark, "BOOTSTRAP_REPS", 1000)
+    before = (suite["parent"] / "benchmark.csv").read_text()
+    (suite["parent"] / "benchmark.csv").unlink()
+    assert main(["report", str(suite["parent"])]) == 0
+    assert "benchmark:" in capsys.readouterr().out
+    assert (suite["parent"] / "benchmark.csv").read_text() == before
