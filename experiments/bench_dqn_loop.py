@@ -5,9 +5,16 @@
 Part 1 runs the whole training loop (``agents.loop.train``: env, acting, replay, Double-DQN learning,
 TensorBoard/CSV logging; evaluation, checkpoints and network statistics off) per seed, and prints env
 steps per second over the whole run and over the learning phase alone (after ``learning_starts``,
-where every env step also takes a gradient step). Part 2 times each piece of one step on a warmed-up
-agent, in microseconds per call (best of 5 repeats), so the table shows where a step's time goes;
-"loop and logging" is the learning-phase step time minus the timed pieces.
+where every env step also takes a gradient step). The start of the learning phase is found without a
+per-step callback: ``DQNAgent.train_round`` is swapped for one call only, which notes the time and
+the env step, then puts the method back.
+
+Part 2 runs the loop once more per seed with a timer around each of the four calls a step makes
+(env.step, agent.act, agent.observe, agent.learn): their time per env step *in the run* (caches and
+branch predictors shared with everything else, as in training), and "loop and logging", the rest of
+the learning-phase step: the loop's own bookkeeping, episode and periodic logging, minus what the
+timers themselves cost (measured alone and subtracted). Part 3 times each piece of one step on a
+warmed-up agent alone, in microseconds per call (best of 5 repeats): where a step's time goes.
 
 BLAS threads default to 1 (``import experiments`` sets it before NumPy is imported), as in the CLI.
 """
@@ -40,22 +47,100 @@ CLASSIC = ["run.num_envs=1", "agent.hidden_sizes=[64, 64]", "agent.activation=re
            "run.eval_episodes=0", "run.checkpoint_every=100000000", "run.network_log_every=0"]
 
 
+class _LearningStart:
+    """Swaps ``DQNAgent.train_round`` for its first call only: notes the time and the env step (the
+    replay rows added so far, one env) of the first gradient step, then puts the method back, so the
+    run pays nothing per step for being measured. ``on_start()`` is called at that moment."""
+
+    def __init__(self, on_start=None):
+        self.time = self.step = None
+        self._original, self._on_start = DQNAgent.train_round, on_start
+
+    def __enter__(self):
+        original, mark = self._original, self
+
+        def first_train_round(agent, n_grad_steps):
+            DQNAgent.train_round = original
+            mark.time, mark.step = time.perf_counter(), agent.buffer.added
+            if mark._on_start is not None:
+                mark._on_start()
+            return original(agent, n_grad_steps)
+
+        DQNAgent.train_round = first_train_round
+        return self
+
+    def __exit__(self, *exc):
+        DQNAgent.train_round = self._original
+        return False
+
+
+# The four calls a loop step makes, timed in Part 2: (class, method name, label).
+STEP_CALLS = ((envs.EpisodeStatistics, "step", "env.step"), (DQNAgent, "act", "agent.act"),
+              (DQNAgent, "observe", "agent.observe"), (DQNAgent, "learn", "agent.learn"))
+
+
+def _timer(fn, acc: list, i: int):
+    """fn, adding its seconds to acc[i] and keeping the end of the latest timed call in acc[-1]."""
+    pc = time.perf_counter
+
+    def timed(*args, **kwargs):
+        start = pc()
+        out = fn(*args, **kwargs)
+        acc[-1] = end = pc()
+        acc[i] += end - start
+        return out
+    return timed
+
+
+def _timer_cost_us() -> float:
+    """Microseconds a timer adds to one call: a timed minus a bare no-op method call (best of repeats)."""
+    class Probe:
+        def call(self, step):
+            return None
+    probe = Probe()
+    timed = _timer(Probe.call, [0.0, 0.0], 0).__get__(probe)
+    return max(0.0, _us(lambda: timed(1)) - _us(lambda: probe.call(1)))
+
+
+def _config(seed: int, steps: int, sets: list[str], logdir: str):
+    return config.build("dqn", "CartPole-v1", None, CLASSIC + sets,
+                        {"seed": seed, "total_steps": steps, "logdir": logdir}, use_preset=False)
+
+
 def run_loop(seed: int, steps: int, sets: list[str], logdir: str) -> dict:
-    cfg = config.build("dqn", "CartPole-v1", None, CLASSIC + sets,
-                       {"seed": seed, "total_steps": steps, "logdir": logdir}, use_preset=False)
-    run_cfg, agent_cfg = cfg.run, cfg.agent
-    marks: dict[str, float] = {}
-
-    def mark_learning_start(info: dict) -> None:
-        if "learn" not in marks and info["agent"].updates > 0:
-            marks["learn"], marks["learn_step"] = time.perf_counter(), info["step"]
-
+    cfg = _config(seed, steps, sets, logdir)
     t0 = time.perf_counter()
-    result = train("dqn", run_cfg, agent_cfg, console=False, callback=mark_learning_start)
+    with _LearningStart() as learning:
+        result = train("dqn", cfg.run, cfg.agent, console=False)
     t1 = time.perf_counter()
-    learn_sps = (result.step - marks["learn_step"]) / (t1 - marks["learn"]) if "learn" in marks else float("nan")
+    learn_sps = ((result.step - learning.step) / (t1 - learning.time) if learning.time is not None
+                 else float("nan"))
     return {"seed": seed, "steps": result.step, "sps": result.step / (t1 - t0), "learn_sps": learn_sps,
-            "episodes": result.episodes, "agent_cfg": agent_cfg}
+            "episodes": result.episodes, "agent_cfg": cfg.agent}
+
+
+def run_timed_loop(seed: int, steps: int, sets: list[str], logdir: str, timer_us: float) -> dict[str, float]:
+    """Part 2: microseconds per env step of the learning phase, in the run: each of STEP_CALLS, the
+    whole step, and "loop and logging" (the rest), ``timer_us`` per timed call subtracted. The phase
+    ends with the last learn call: the final checkpoint and closing the logs are not in it."""
+    cfg = _config(seed, steps, sets, logdir)
+    acc = [0.0] * (len(STEP_CALLS) + 1)
+    at_start: list[float] = []
+    originals = [getattr(cls, name) for cls, name, _ in STEP_CALLS]
+    try:
+        for i, (cls, name, _) in enumerate(STEP_CALLS):
+            setattr(cls, name, _timer(originals[i], acc, i))
+        with _LearningStart(on_start=lambda: at_start.extend(acc)) as learning:
+            result = train("dqn", cfg.run, cfg.agent, console=False)
+    finally:
+        for (cls, name, _), fn in zip(STEP_CALLS, originals):
+            setattr(cls, name, fn)
+    if learning.time is None:
+        return {}
+    n = result.step - learning.step
+    us = {label: (acc[i] - at_start[i]) / n * 1e6 - timer_us for i, (_, _, label) in enumerate(STEP_CALLS)}
+    step = (acc[-1] - learning.time) / n * 1e6 - len(STEP_CALLS) * timer_us
+    return dict(us, **{"loop and logging": step - sum(us.values()), "step": step})
 
 
 def _us(fn) -> float:
@@ -132,15 +217,22 @@ def main(argv: list[str] | None = None) -> int:
     learn_sps = float(np.median([r["learn_sps"] for r in rows]))
     print(f"\nmedian SPS while learning: {learn_sps:,.0f} ({1e6 / learn_sps:,.0f} us per env step)\n")
 
+    timer_us = _timer_cost_us()
+    timed = [run_timed_loop(seed, args.steps, args.set, logdir, timer_us) for seed in parse_seeds(args.seeds)]
+    in_run = {key: float(np.median([t[key] for t in timed])) for key in timed[0]} if timed[0] else {}
+    print(f"in the run (median over seeds of a second, timed run; {timer_us:.2f} us of timer per timed call "
+          f"subtracted): {in_run.get('step', float('nan')):,.0f} us per learning-phase env step\n")
+
     pieces = time_pieces(cfg)
-    print("| piece of one env step | us per call |")
-    print("|---|---|")
+    labels = {"env.step (SyncVectorEnv + EpisodeStatistics)": "env.step",
+              "agent.act (epsilon-greedy, one observation)": "agent.act",
+              "agent.observe (replay add)": "agent.observe", "agent.learn: one whole training step": "agent.learn"}
+    print("| piece of one env step | us per call, alone | us per env step, in the run |")
+    print("|---|---|---|")
     for name, us in pieces:
-        print(f"| {name} | {us:,.1f} |")
-    top = {name: us for name, us in pieces}
-    accounted = (top["env.step (SyncVectorEnv + EpisodeStatistics)"] + top["agent.act (epsilon-greedy, one observation)"]
-                 + top["agent.observe (replay add)"] + top["agent.learn: one whole training step"])
-    print(f"| loop and logging (the rest of the {1e6 / learn_sps:,.0f} us) | {1e6 / learn_sps - accounted:,.1f} |")
+        run_us = in_run.get(labels.get(name, ""))
+        print(f"| {name} | {us:,.1f} | {'' if run_us is None else f'{run_us:,.1f}'} |")
+    print(f"| loop and logging (the rest of the step, in the run) | | {in_run.get('loop and logging', float('nan')):,.1f} |")
     return 0
 
 
