@@ -20,6 +20,7 @@ import json
 import math
 import os
 import socket
+import struct
 import sys
 import time
 from typing import Any, Iterable, Protocol
@@ -65,9 +66,34 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+def _crc32c_table() -> tuple[int, ...]:
+    """The byte table of CRC-32C (Castagnoli, reflected polynomial 0x82F63B78)."""
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+    """The TFRecord checksum of ``data``: CRC-32C, rotated right by 15 bits plus 0xA282EAD8 (TensorBoard's
+    pure-Python one, with its loop on local names: ~3x faster)."""
+    crc, table = 0xFFFFFFFF, _CRC32C_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 class EventFile:
-    """A TensorBoard event file written in the calling thread: the file name, first event and record
-    framing of TensorBoard's ``EventFileWriter`` (``add_event``, ``flush``, ``close`` as there).
+    """A TensorBoard event file written in the calling thread: the file name, first event and records
+    (TFRecord framing, checksums) of TensorBoard's ``EventFileWriter``, byte for byte
+    (tests/test_loop.py); ``add_event``, ``flush``, ``close`` as there.
 
     ``EventFileWriter`` hands every event to a writer thread, whose CRC32C is pure Python and holds the
     GIL anyway; the hand-over (queue, wake-up, GIL switches) costs the training loop about three
@@ -79,13 +105,11 @@ class EventFile:
     def __init__(self, logdir: str, flush_secs: float = 5.0):
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.event_file_writer import _global_uid
-        from tensorboard.summary.writer.record_writer import RecordWriter
 
         os.makedirs(logdir, exist_ok=True)
         self.file_name = os.path.join(logdir, "events.out.tfevents.%010d.%s.%s.%s" % (
             time.time(), socket.gethostname(), os.getpid(), _global_uid.get()))
         self._file = open(self.file_name, "wb")
-        self._records = RecordWriter(self._file)
         self._flush_secs, self._last_flush = flush_secs, time.monotonic()
         self.add_event(event_pb2.Event(
             wall_time=time.time(), file_version="brain.Event:2",
@@ -93,7 +117,11 @@ class EventFile:
         self.flush()
 
     def add_event(self, event) -> None:
-        self._records.write(event.SerializeToString())
+        # A TFRecord: length (uint64), its masked CRC (uint32), the data, the data's masked CRC.
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self._file.write(b"".join((header, struct.pack("<I", _masked_crc32c(header)), data,
+                                   struct.pack("<I", _masked_crc32c(data)))))
         if time.monotonic() - self._last_flush >= self._flush_secs:
             self.flush()
 
