@@ -12,9 +12,12 @@ the env step, then puts the method back.
 Part 2 runs the loop once more per seed with a timer around each of the four calls a step makes
 (env.step, agent.act, agent.observe, agent.learn): their time per env step *in the run* (caches and
 branch predictors shared with everything else, as in training), and "loop and logging", the rest of
-the learning-phase step: the loop's own bookkeeping, episode and periodic logging, minus what the
-timers themselves cost (measured alone and subtracted). Part 3 times each piece of one step on a
-warmed-up agent alone, in microseconds per call (best of 5 repeats): where a step's time goes.
+the learning-phase step: the loop's own bookkeeping, episode and periodic logging, with what the
+timers themselves cost in the run (a second timer around each first one tells) subtracted. These
+are wall-clock times: on a machine busy with other work they include time the process waited.
+
+Part 3 times each piece of one step on a warmed-up agent alone, in microseconds per call (best of 5
+repeats): where a step's time goes.
 
 BLAS threads default to 1 (``import experiments`` sets it before NumPy is imported), as in the CLI.
 """
@@ -92,16 +95,6 @@ def _timer(fn, acc: list, i: int):
     return timed
 
 
-def _timer_cost_us() -> float:
-    """Microseconds a timer adds to one call: a timed minus a bare no-op method call (best of repeats)."""
-    class Probe:
-        def call(self, step):
-            return None
-    probe = Probe()
-    timed = _timer(Probe.call, [0.0, 0.0], 0).__get__(probe)
-    return max(0.0, _us(lambda: timed(1)) - _us(lambda: probe.call(1)))
-
-
 def _config(seed: int, steps: int, sets: list[str], logdir: str):
     return config.build("dqn", "CartPole-v1", None, CLASSIC + sets,
                         {"seed": seed, "total_steps": steps, "logdir": logdir}, use_preset=False)
@@ -119,17 +112,23 @@ def run_loop(seed: int, steps: int, sets: list[str], logdir: str) -> dict:
             "episodes": result.episodes, "agent_cfg": cfg.agent}
 
 
-def run_timed_loop(seed: int, steps: int, sets: list[str], logdir: str, timer_us: float) -> dict[str, float]:
+def run_timed_loop(seed: int, steps: int, sets: list[str], logdir: str) -> dict[str, float]:
     """Part 2: microseconds per env step of the learning phase, in the run: each of STEP_CALLS, the
-    whole step, and "loop and logging" (the rest), ``timer_us`` per timed call subtracted. The phase
-    ends with the last learn call: the final checkpoint and closing the logs are not in it."""
+    whole step, and "loop and logging", the rest. The phase ends with the last learn call: the final
+    checkpoint and closing the logs are not in it.
+
+    Each call gets two timers, one inside the other. The inner one times the call (its row in the
+    table); the outer one times the call plus the inner timer, so outer - inner is what one timer
+    costs in the run, and the loop's share is what remains of the step once the calls and both timers
+    are taken out: step - outer - (outer - inner) per call."""
     cfg = _config(seed, steps, sets, logdir)
-    acc = [0.0] * (len(STEP_CALLS) + 1)
+    k = len(STEP_CALLS)
+    acc = [0.0] * (2 * k + 1)              # inner timers, outer timers, end of the latest call
     at_start: list[float] = []
     originals = [getattr(cls, name) for cls, name, _ in STEP_CALLS]
     try:
         for i, (cls, name, _) in enumerate(STEP_CALLS):
-            setattr(cls, name, _timer(originals[i], acc, i))
+            setattr(cls, name, _timer(_timer(originals[i], acc, i), acc, k + i))
         with _LearningStart(on_start=lambda: at_start.extend(acc)) as learning:
             result = train("dqn", cfg.run, cfg.agent, console=False)
     finally:
@@ -138,9 +137,12 @@ def run_timed_loop(seed: int, steps: int, sets: list[str], logdir: str, timer_us
     if learning.time is None:
         return {}
     n = result.step - learning.step
-    us = {label: (acc[i] - at_start[i]) / n * 1e6 - timer_us for i, (_, _, label) in enumerate(STEP_CALLS)}
-    step = (acc[-1] - learning.time) / n * 1e6 - len(STEP_CALLS) * timer_us
-    return dict(us, **{"loop and logging": step - sum(us.values()), "step": step})
+    per_step = [(a - b) / n * 1e6 for a, b in zip(acc, at_start)]
+    inner, outer = per_step[:k], per_step[k:2 * k]
+    timers = sum(outer) - sum(inner)        # one timer on each call, per step
+    step = (acc[-1] - learning.time) / n * 1e6 - 2 * timers
+    us = {label: inner[i] for i, (_, _, label) in enumerate(STEP_CALLS)}
+    return dict(us, **{"loop and logging": step - sum(inner), "step": step, "timers": timers})
 
 
 def _us(fn) -> float:
@@ -217,11 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     learn_sps = float(np.median([r["learn_sps"] for r in rows]))
     print(f"\nmedian SPS while learning: {learn_sps:,.0f} ({1e6 / learn_sps:,.0f} us per env step)\n")
 
-    timer_us = _timer_cost_us()
-    timed = [run_timed_loop(seed, args.steps, args.set, logdir, timer_us) for seed in parse_seeds(args.seeds)]
+    timed = [run_timed_loop(seed, args.steps, args.set, logdir) for seed in parse_seeds(args.seeds)]
     in_run = {key: float(np.median([t[key] for t in timed])) for key in timed[0]} if timed[0] else {}
-    print(f"in the run (median over seeds of a second, timed run; {timer_us:.2f} us of timer per timed call "
-          f"subtracted): {in_run.get('step', float('nan')):,.0f} us per learning-phase env step\n")
+    print(f"in the run (median over seeds of a second, timed run; its timers, {in_run.get('timers', float('nan')):.1f} "
+          f"us per step, subtracted): {in_run.get('step', float('nan')):,.0f} us per learning-phase env step\n")
 
     pieces = time_pieces(cfg)
     labels = {"env.step (SyncVectorEnv + EpisodeStatistics)": "env.step",
