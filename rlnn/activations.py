@@ -183,14 +183,23 @@ class ReLU(Activation):
         return np.maximum(x, _zeros_like(x), out=out)
 
     def kernel(self, like):
-        zeros = _zeros_like(like)       # looked up once, not per call
-
-        def relu(x, out):
-            return np.maximum(x, zeros, out=out)
-        return relu
+        return _MaxWith(_zeros_like(like))      # the zeros looked up once, not per call
 
     def df_from_output(self, y, out=None):
         return np.sign(y, out=out)
+
+
+class _MaxWith:
+    """``k(x, out) = np.maximum(x, other, out=out)`` for a fixed array ``other`` (ReLU.kernel: a class,
+    not a closure, so networks holding one still pickle)."""
+
+    __slots__ = ("other",)
+
+    def __init__(self, other):
+        self.other = other
+
+    def __call__(self, x, out):
+        return np.maximum(x, self.other, out=out)
 
 
 class LeakyReLU(Activation):
