@@ -78,11 +78,15 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
         self.added += n
 
-    def _batch_arrays(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    def _batch_arrays(self, shape: tuple[int, ...]) -> tuple:
+        """(uniform draws, row indices, gathered rows, actions, what sample returns) for ``shape``,
+        made once: what sample returns are views of the gathered rows and the actions."""
         arrays = self._batch.get(shape)
         if arrays is None:
-            arrays = (np.empty(shape, np.float64), np.empty(shape, np.int64),
-                      np.empty(shape + self._rows.shape[1:], self.obs_dtype), np.empty(shape, np.int64))
+            d = self.obs_dim
+            rows, actions = np.empty(shape + self._rows.shape[1:], self.obs_dtype), np.empty(shape, np.int64)
+            batch = (rows[..., :d], actions, rows[..., 2 * d], rows[..., d:2 * d], rows[..., 2 * d + 1])
+            arrays = (np.empty(shape, np.float64), np.empty(shape, np.int64), rows, actions, batch)
             if len(self._batch) >= 4:
                 self._batch.pop(next(iter(self._batch)))
             self._batch[shape] = arrays
@@ -98,7 +102,7 @@ class ReplayBuffer:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         shape = (batch_size,) if n_batches is None else (n_batches, batch_size)
-        uniform, idx, rows, actions = self._batch_arrays(shape)
+        uniform, idx, rows, actions, batch = self._batch_arrays(shape)
         # Row i = floor(u size) for u uniform in [0, 1): uniform over the rows, at half the cost of
         # rng.integers for a batch of 64 here. The multiply writes the truncated product straight into
         # the index array. u size < size always: u <= 1 - 2^-53, and size (1 - 2^-53) rounds to a
@@ -107,8 +111,7 @@ class ReplayBuffer:
         np.multiply(uniform, self.size, out=idx, casting="unsafe")
         self._rows.take(idx, axis=0, out=rows)      # the methods: np.take adds a Python wrapper call
         self.actions.take(idx, out=actions)
-        d = self.obs_dim
-        return rows[..., :d], actions, rows[..., 2 * d], rows[..., d:2 * d], rows[..., 2 * d + 1]
+        return batch
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
