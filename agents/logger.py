@@ -8,14 +8,16 @@ The logger knows nothing of TensorBoard; a sink does. Tag vocabulary (x-axis: gl
     losses/grad_norm
     eval/episodic_return, eval/episodic_return_std   greedy evaluation on a separate env
 
-TensorBoard events are written with the ``tensorboard`` package's own ``EventFileWriter`` and protos
-(no PyTorch, no TensorFlow). A resumed run writes a ``SessionLog.START`` event at the resume step, which
+TensorBoard events are the ``tensorboard`` package's protos, written by ``EventFile`` in the files its
+``EventFileWriter`` writes, byte for byte, but in the loop's own thread (no PyTorch, no TensorFlow).
+A resumed run writes a ``SessionLog.START`` event at the resume step, which
 tells TensorBoard to drop points a crashed attempt wrote past the checkpoint.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -90,6 +92,19 @@ def _masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def _file_uid() -> int:
+    """The last part of an event file's name: TensorBoard's per-process counter, which its own
+    ``EventFileWriter`` counts with too (two files of one second never share a name)."""
+    try:
+        from tensorboard.summary.writer.event_file_writer import _global_uid
+    except ImportError:         # not a public name: a counter of our own if it goes away
+        return next(_OWN_UID)
+    return _global_uid.get()
+
+
+_OWN_UID = itertools.count()
+
+
 class EventFile:
     """A TensorBoard event file written in the calling thread: the file name, first event and records
     (TFRecord framing, checksums) of TensorBoard's ``EventFileWriter``, byte for byte
@@ -104,11 +119,10 @@ class EventFile:
 
     def __init__(self, logdir: str, flush_secs: float = 5.0):
         from tensorboard.compat.proto import event_pb2
-        from tensorboard.summary.writer.event_file_writer import _global_uid
 
         os.makedirs(logdir, exist_ok=True)
         self.file_name = os.path.join(logdir, "events.out.tfevents.%010d.%s.%s.%s" % (
-            time.time(), socket.gethostname(), os.getpid(), _global_uid.get()))
+            time.time(), socket.gethostname(), os.getpid(), _file_uid()))
         self._file = open(self.file_name, "wb")
         self._flush_secs, self._last_flush = flush_secs, time.monotonic()
         self.add_event(event_pb2.Event(
