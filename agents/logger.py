@@ -8,21 +8,17 @@ The logger knows nothing of TensorBoard; a sink does. Tag vocabulary (x-axis: gl
     losses/grad_norm
     eval/episodic_return, eval/episodic_return_std   greedy evaluation on a separate env
 
-TensorBoard events are the ``tensorboard`` package's protos, written by ``EventFile`` in the files its
-``EventFileWriter`` writes, byte for byte, but in the loop's own thread (no PyTorch, no TensorFlow).
-A resumed run writes a ``SessionLog.START`` event at the resume step, which
+TensorBoard events are written with the ``tensorboard`` package's own ``EventFileWriter`` and protos
+(no PyTorch, no TensorFlow). A resumed run writes a ``SessionLog.START`` event at the resume step, which
 tells TensorBoard to drop points a crashed attempt wrote past the checkpoint.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import math
 import os
-import socket
-import struct
 import sys
 import time
 from typing import Any, Iterable, Protocol
@@ -68,95 +64,15 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def _crc32c_table() -> tuple[int, ...]:
-    """The byte table of CRC-32C (Castagnoli, reflected polynomial 0x82F63B78)."""
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def _masked_crc32c(data: bytes) -> int:
-    """The TFRecord checksum of ``data``: CRC-32C, rotated right by 15 bits plus 0xA282EAD8 (TensorBoard's
-    pure-Python one, with its loop on local names: ~3x faster)."""
-    crc, table = 0xFFFFFFFF, _CRC32C_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _file_uid() -> int:
-    """The last part of an event file's name: TensorBoard's per-process counter, which its own
-    ``EventFileWriter`` counts with too (two files of one second never share a name)."""
-    try:
-        from tensorboard.summary.writer.event_file_writer import _global_uid
-    except ImportError:         # not a public name: a counter of our own if it goes away
-        return next(_OWN_UID)
-    return _global_uid.get()
-
-
-_OWN_UID = itertools.count()
-
-
-class EventFile:
-    """A TensorBoard event file written in the calling thread: the file name, first event and records
-    (TFRecord framing, checksums) of TensorBoard's ``EventFileWriter``, byte for byte
-    (tests/test_loop.py); ``add_event``, ``flush``, ``close`` as there.
-
-    ``EventFileWriter`` hands every event to a writer thread, whose CRC32C is pure Python and holds the
-    GIL anyway; the hand-over (queue, wake-up, GIL switches) costs the training loop about three
-    times what writing the record itself does (~190 vs ~70 us per finished episode, two scalars,
-    here). Written records reach the file (``flush``) at the next event ``flush_secs`` after the last
-    flush, on ``flush()`` and on ``close()``.
-    """
-
-    def __init__(self, logdir: str, flush_secs: float = 5.0):
-        from tensorboard.compat.proto import event_pb2
-
-        os.makedirs(logdir, exist_ok=True)
-        self.file_name = os.path.join(logdir, "events.out.tfevents.%010d.%s.%s.%s" % (
-            time.time(), socket.gethostname(), os.getpid(), _file_uid()))
-        self._file = open(self.file_name, "wb")
-        self._flush_secs, self._last_flush = flush_secs, time.monotonic()
-        self.add_event(event_pb2.Event(
-            wall_time=time.time(), file_version="brain.Event:2",
-            source_metadata=event_pb2.SourceMetadata(writer="tensorboard.summary.writer.event_file_writer")))
-        self.flush()
-
-    def add_event(self, event) -> None:
-        # A TFRecord: length (uint64), its masked CRC (uint32), the data, the data's masked CRC.
-        data = event.SerializeToString()
-        header = struct.pack("<Q", len(data))
-        self._file.write(b"".join((header, struct.pack("<I", _masked_crc32c(header)), data,
-                                   struct.pack("<I", _masked_crc32c(data)))))
-        if time.monotonic() - self._last_flush >= self._flush_secs:
-            self.flush()
-
-    def flush(self) -> None:
-        self._file.flush()
-        self._last_flush = time.monotonic()
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self.flush()
-            self._file.close()
-
-
 class TensorBoardSink:
     """Scalars, histograms, text and hparams into one event file of ``run_dir``."""
 
     def __init__(self, run_dir: str, resume_step: int | None = None):
-        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-        self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
-        self.writer = EventFile(run_dir, flush_secs=5)
+        self._event_pb2 = event_pb2
+        self.writer = EventFileWriter(run_dir, max_queue_size=1000, flush_secs=5)
         # The first START marks the session; a later one (resume) purges stale points at >= its step.
         self.writer.add_event(event_pb2.Event(
             wall_time=time.time(), step=0 if resume_step is None else resume_step + 1,
@@ -166,7 +82,8 @@ class TensorBoardSink:
         self.writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        summary_pb2 = self._summary_pb2
+        from tensorboard.compat.proto import summary_pb2
+
         self._add(summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))]), step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int, bins: int = 30) -> None:
@@ -211,8 +128,8 @@ class TensorBoardSink:
 
     def flush(self, durable: bool = False) -> None:
         self.writer.flush()
-        if durable:
-            _fsync(self.writer.file_name)
+        if durable:     # EventFileWriter has no public name for its file; the name it keeps is stable
+            _fsync(self.writer._file_name)
 
     def close(self) -> None:
         self.writer.close()

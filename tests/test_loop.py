@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 
 import numpy as np
 import pytest
@@ -30,42 +29,6 @@ def test_episodic_return_one_point_per_episode_at_its_step(small_run):
     assert [s for s, _ in returns] == list(ends)
     assert [v for _, v in returns] == [v for _, v in lengths]
     assert result.step == 2_000
-
-
-def test_event_file_is_tensorboards_byte_for_byte(tmp_path):
-    # The loop's own event file writer against TensorBoard's EventFileWriter, same events in both.
-    import glob
-
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import CRC_TABLE
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    from agents.logger import _CRC32C_TABLE, EventFile
-
-    assert _CRC32C_TABLE == tuple(CRC_TABLE)
-    ours, theirs = EventFile(str(tmp_path / "ours")), EventFileWriter(str(tmp_path / "theirs"))
-    for i in range(40):
-        value = summary_pb2.Summary.Value(tag=f"tag/{'x' * i}", simple_value=i / 3)
-        event = event_pb2.Event(wall_time=1e9 + i, step=i * 7, summary=summary_pb2.Summary(value=[value]))
-        ours.add_event(event)
-        theirs.add_event(event)
-    ours.close()
-    theirs.close()
-    files = [glob.glob(str(tmp_path / d / "events.out.tfevents.*")) for d in ("ours", "theirs")]
-    assert [len(f) for f in files] == [1, 1]
-
-    def records(blob):      # TFRecords: length (8 bytes), its CRC (4), data, data CRC (4)
-        out, at = [], 0
-        while at < len(blob):
-            (n,) = struct.unpack("<Q", blob[at:at + 8])
-            out.append(blob[at:at + 16 + n])
-            at += 16 + n
-        return out
-
-    ours_records, their_records = (records(open(f[0], "rb").read()) for f in files)
-    assert len(ours_records) == len(their_records) == 41
-    assert ours_records[1:] == their_records[1:]      # the first, the file_version event, has its own wall_time
-    assert len(ours_records[0]) == len(their_records[0])
 
 
 def test_all_documented_tags_and_hparams_are_written(small_run):
