@@ -167,10 +167,11 @@ def floor_table(args):
             h = rng.standard_normal((batch, n_in)).astype(dtype)
             dz = rng.standard_normal((batch, n_out)).astype(dtype)
             W, z, dW, dh = net.weights[t], np.empty_like(dz), np.empty((n_in, n_out), dtype), np.empty_like(h)
-            matmuls += [lambda h=h, W=W, z=z: np.dot(h, W, out=z),
-                        lambda h=h, dz=dz, dW=dW: np.dot(h.T, dz, out=dW)]
+            hT, WT = h.T, W.T           # the matmuls as the network calls them: ndarray.dot, views made once
+            matmuls += [lambda h=h, W=W, z=z: h.dot(W, out=z),
+                        lambda hT=hT, dz=dz, dW=dW: hT.dot(dz, out=dW)]
             if t > 0:
-                matmuls.append(lambda dz=dz, W=W, dh=dh: np.dot(dz, W.T, out=dh))
+                matmuls.append(lambda dz=dz, WT=WT, dh=dh: dz.dot(WT, out=dh))
             if t < len(sizes) - 2:
                 zin = rng.standard_normal((batch, n_out)).astype(dtype)
                 out = np.empty_like(zin)      # the activation as the network calls it: bound to its buffer

@@ -24,7 +24,8 @@ Memory layout (why it is fast for tiny nets, where Python overhead dominates):
   size and reused; matmuls and ufuncs write into them with ``out=``.  The
   views a pass needs (W_t^T, leading rows, each layer's activation bound to
   its buffer) are made once with them, so a pass is the ufunc and dot calls
-  of the equations above and little else.
+  of the equations above and little else.  Matmuls are ``ndarray.dot``
+  calls: the same BLAS call as ``np.dot``, without its Python dispatch step.
 """
 import numpy as np
 
@@ -257,7 +258,7 @@ class MLP:
         ws = self._workspaces.get(x.shape[0]) or self._workspace(x.shape[0])
         np.copyto(ws.x, x, casting="same_kind")
         for h_prev, W, b, z, g, h in ws.forward_layers:
-            np.dot(h_prev, W, out=z)            # z_t = h_{t-1} W_t
+            h_prev.dot(W, out=z)                # z_t = h_{t-1} W_t
             np.add(z, b, out=z)                 #     + b_t
             if g is not None:
                 g(z, h)                         # h_t = g(z_t)  (identity: h_t is z_t)
@@ -282,7 +283,7 @@ class MLP:
         h = x if x.dtype == self.dtype else x.astype(self.dtype)
         layers = self._predict_layers.get(len(h)) or self._predict_buffers(len(h))
         for W, b, z, g in layers:
-            np.dot(h, W, out=z)                 # z_t = h_{t-1} W_t  (into a buffer: x is never modified)
+            h.dot(W, out=z)                     # z_t = h_{t-1} W_t  (into a buffer: x is never modified)
             np.add(z, b, out=z)                 #     + b_t
             if g is not None:
                 g(z, z)                         # h_t = g(z_t), in place
@@ -304,7 +305,7 @@ class MLP:
         """predict() for a single observation using the [W; b] views (see _build)."""
         np.copyto(self._x_one, x, casting="same_kind")     # also the one dtype cast
         for h_one, wb, z, f in self._chain:      # z is the h_t part of [h_t, 1]
-            np.dot(h_one, wb, out=z)             # z_t = [h_{t-1}, 1] [W_t; b_t]
+            h_one.dot(wb, out=z)                 # z_t = [h_{t-1}, 1] [W_t; b_t]
             if f is not None:
                 f(z, z)                          # h_t = g(z_t), in place
         return z.copy()
@@ -351,12 +352,12 @@ class MLP:
                 np.multiply(dz, g, out=dz)      # dL/dz_t = g'(z_t) * dL/dh_t  (dz held g'(z_t))
             else:
                 act.backprop(g, h, out=dz)      # dL/dz_t = dL/dh_t * g'(z_t)
-            np.dot(h_prev_T, dz, out=dW)        # dL/dW_t = h_{t-1}^T dL/dz_t
-            np.dot(ones, dz, out=db)            # dL/db_t = 1^T dL/dz_t
+            h_prev_T.dot(dz, out=dW)            # dL/dW_t = h_{t-1}^T dL/dz_t
+            ones.dot(dz, out=db)                # dL/db_t = 1^T dL/dz_t
             if dh is None:                      # t = 1 and no input_grad: dL/dx is not needed
                 g = None
                 break
-            np.dot(dz, W_T, out=dh)             # dL/dh_{t-1} = dL/dz_t W_t^T
+            dz.dot(W_T, out=dh)                 # dL/dh_{t-1} = dL/dz_t W_t^T
             g = dh
         if accumulate:
             np.add(self.flat_grads, self._flat_scratch, out=self.flat_grads)

@@ -365,7 +365,7 @@ def clip_grad_norm(grads, max_norm):
     if isinstance(grads, np.ndarray):       # one array (the common case): no list, no generator
         arrays = [grads]
         flat = grads.ravel()
-        norm = math.sqrt(float(np.dot(flat, flat)))
+        norm = math.sqrt(float(flat.dot(flat)))
     else:
         arrays = list(grads)
         norm = math.sqrt(sum(float(np.dot(a.ravel(), a.ravel())) for a in arrays))
