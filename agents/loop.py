@@ -21,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any, Callable
 
@@ -37,9 +35,10 @@ from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams
 from agents.registry import get_algo
 from agents.loop_state import LoopState, RunResult, seeds_for
 from agents.rundir import CheckpointError, EvalRecord, RunDir
+from agents.signals import StopFlag
 from rlnn.checkpoint import flatten
 
-__all__ = ["RunConfig", "EvalRecord", "RunResult", "LoopState", "TrainingDiverged", "train", "check_run",
+__all__ = ["RunConfig", "EvalRecord", "RunResult", "LoopState", "TrainingDiverged", "train",
            "evaluate", "seeds_for"]
 
 
@@ -54,44 +53,6 @@ class Interrupted(Exception):
 # valid / prev_done of a one-env step (_Session._env_step_one): shared, so read-only.
 _TRUE, _FALSE = np.ones(1, bool), np.zeros(1, bool)
 _TRUE.flags.writeable = _FALSE.flags.writeable = False
-
-
-def check_run(cfg: TrainConfig) -> None:
-    """What can be checked about a run without training it: the env id, the packages it needs, its
-    ``env_kwargs`` and its spaces (one-line EnvErrors). compare and sweep call it before creating anything."""
-    _, agent_cls = get_algo(cfg.algo)
-    envs.check_env_id(cfg.run.env_id)
-    probe = envs.make_vec_env(cfg.run.env_id, 1, seed=0, **cfg.run.env_kwargs)
-    try:
-        envs.check_spaces(probe.single_observation_space, probe.single_action_space,
-                          discrete_actions=agent_cls.requires_discrete)
-    finally:
-        probe.close()
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and exits cleanly.
-    A second Ctrl-C interrupts at once."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
-        return False
 
 
 def train(
@@ -208,7 +169,7 @@ class _Session:
         self.t0, self.session_start_step = time.perf_counter(), self.state.step
         # Signals stay caught to the end: a second SIGTERM (a dying parent may send more than one) must not
         # kill the process while it writes its last checkpoint. A second Ctrl-C still stops it at once.
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             try:
                 try:
                     self._steps(stop)
@@ -256,7 +217,7 @@ class _Session:
         return RunResult(run_dir=self.run_dir.path, step=s.step, episodes=s.episodes,
                          status=saved.get("status", "done"), evals=self.run_dir.evals())
 
-    def _steps(self, stop: _StopFlag) -> None:
+    def _steps(self, stop: StopFlag) -> None:
         """Vector steps until total_steps (or an evaluation reaches stop_at_eval_return).
 
         Per step only what every step needs runs here: the env step, one comparison with the next

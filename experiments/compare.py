@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from agents import ALGOS, UnknownAlgo
 from agents.config import ConfigError, build
-from agents.loop import check_run
+from agents.registry import check_run
 from agents.rundir import RunDir
 from experiments.pool import Job, Outcome, SpecFile, job_for, resumable, run_jobs
 

@@ -47,7 +47,7 @@ from dataclasses import replace
 
 from agents import ALGOS
 from agents.config import ConfigError
-from agents.loop import check_run
+from agents.registry import check_run
 from experiments.compare import parse_seeds
 from experiments.pool import resumable
 from experiments.sweep.report import report_sweep
