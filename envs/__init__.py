@@ -21,17 +21,8 @@ from envs.normalize import freeze_normalizer, obs_normalizer, sync_normalizer
 from envs.state import env_state, load_env_state
 from envs.wrappers import EpisodeStatistics
 
-__all__ = [
-    "EnvError",
-    "check_env_id",
-    "check_spaces",
-    "make_vec_env",
-    "make_eval_env",
-    "make_eval_env_from_state",
-    "env_state",
-    "load_env_state",
-    "obs_normalizer",
-    "freeze_normalizer",
-    "sync_normalizer",
-    "EpisodeStatistics",
-]
+from envs import make as _make
+
+# make's own list, once; then the other modules' names
+__all__ = [*_make.__all__, "env_state", "load_env_state", "obs_normalizer", "freeze_normalizer", "sync_normalizer",
+           "EpisodeStatistics"]

@@ -16,6 +16,17 @@ if ROOT not in sys.path:
 import experiments  # noqa: E402,F401
 
 
+def wait_for(predicate, what: str, timeout: float = 120.0) -> None:
+    """Poll an observable state (a file appearing, a process gone) until it holds; never a fixed sleep."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
     """Every scalar point of a run, read with TensorBoard's own EventAccumulator (no sampling)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

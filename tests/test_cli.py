@@ -6,10 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT, read_scalars
+from conftest import ROOT, read_scalars, wait_for
 
 from agents.rundir import RunDir
 from experiments.cli import main
@@ -113,9 +112,7 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_exits_130(tmp_path):
         csvs = list(logdir.glob("*/progress.csv")) if logdir.exists() else []
         return bool(csvs) and "charts/episodic_return" in csvs[0].read_text()
 
-    deadline = time.time() + 60
-    while time.time() < deadline and not episodes_logged():
-        time.sleep(0.05)
+    wait_for(episodes_logged, "a logged episode")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

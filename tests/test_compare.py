@@ -14,7 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import ROOT, read_scalars
+from conftest import ROOT, read_scalars, wait_for
 
 from agents.rundir import RunDir
 from experiments import pool
@@ -226,13 +226,13 @@ def _long_compare(logdir) -> tuple[subprocess.Popen, list[RunDir]]:
                              "--total-steps", "100000000", "--workers", "2", "--logdir", str(logdir),
                              "--set", "run.checkpoint_every=200"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while True:
-        runs = [rd for parent in logdir.glob("compare__*") for rd in RunDir.find(str(parent))]
-        if len(runs) == 2 and all(rd.has_checkpoint() for rd in runs):
-            return proc, runs
-        assert time.monotonic() < deadline and proc.poll() is None, "the workers did not start"
-        time.sleep(0.05)
+    def started() -> bool:
+        assert proc.poll() is None, "compare ended early"
+        return len(runs()) == 2 and all(rd.has_checkpoint() for rd in runs())
+
+    runs = lambda: [rd for parent in logdir.glob("compare__*") for rd in RunDir.find(str(parent))]
+    wait_for(started, "both workers' first checkpoints")
+    return proc, runs()
 
 
 def _worker_pid(rd: RunDir) -> int:
@@ -240,15 +240,12 @@ def _worker_pid(rd: RunDir) -> int:
         return int(f.read())
 
 
-def _wait_gone(pid: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        assert time.monotonic() < deadline, f"worker {pid} outlived its parent"
-        time.sleep(0.05)
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def test_kill_9_of_compare_stops_its_workers_cleanly(tmp_path):
@@ -257,7 +254,7 @@ def test_kill_9_of_compare_stops_its_workers_cleanly(tmp_path):
     proc.kill()
     proc.wait()
     for pid in pids:
-        _wait_gone(pid)
+        wait_for(lambda pid=pid: _gone(pid), f"worker {pid} to end with its parent", timeout=60)
     for rd in runs:     # each worker got SIGTERM: it checkpointed and ended its session as interrupted
         assert rd.status == "interrupted" and rd.read_result()["step"] > 200
 

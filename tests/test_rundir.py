@@ -13,7 +13,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import ROOT, accumulator
+from conftest import ROOT, accumulator, wait_for
 
 import agents.loop as loop
 from agents.loop import TrainingDiverged, train
@@ -25,15 +25,6 @@ from experiments.cli import main
 def cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "experiments.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, what: str, timeout: float = 120.0) -> None:
-    """Poll an observable state (a file appearing), never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def one_line_error(capsys, argv: list[str], code: int = 2) -> str:
