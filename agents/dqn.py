@@ -22,6 +22,9 @@ Schedules are in env steps (the agent does not know the run's total_steps):
   ``target <- tau online + (1 - tau) target`` (tau = 1: hard copy);
 * learning rate constant, or linear from ``lr`` to ``lr_end`` over ``lr_anneal_steps``.
 
+With ``n_step = n > 1`` a replay row folds up to n rewards (``agents.nstep``): y = r_t + ... +
+gamma^(m-1) r_{t+m-1} + gamma^m (1 - terminated) Q_target(s_{t+m}, a*), m = n or fewer at an episode's end.
+
 The replay buffer is part of ``state_dict()`` (``checkpoint_replay_buffer = true``) so a resumed run
 continues bit for bit; with false, checkpoints are small but a resumed run refills the buffer to
 ``learning_starts`` before learning again.
@@ -35,6 +38,7 @@ import numpy as np
 
 from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_choice, check_network,
                          check_positive, check_range, rng_state, set_rng_state)
+from agents.nstep import NStepQueue
 from agents.replay import ReplayBuffer
 from rlnn import MLP, losses, optim, schedules
 
@@ -64,6 +68,7 @@ class DQNConfig:
     target_update_interval: int = 500     # env steps between target updates
     tau: float = 1.0                      # Polyak factor of a target update; 1.0 = hard copy
     double_dqn: bool = True
+    n_step: int = 1                       # rewards folded into one TD target (agents.nstep); 1 = classic DQN
     start_e: float = 1.0
     end_e: float = 0.05
     exploration_steps: int = 10_000       # env steps of the linear epsilon decay
@@ -78,7 +83,7 @@ class DQNConfig:
         check_range(self, ("gamma", "start_e", "end_e"), 0.0, 1.0)
         check_range(self, ("tau",), 0.0, 1.0, open_low=True)
         check_at_least(self, ("buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update_interval",
-                              "exploration_steps", "lr_anneal_steps"), 1)
+                              "exploration_steps", "lr_anneal_steps", "n_step"), 1)
         check_at_least(self, ("learning_starts", "lr_end", "max_grad_norm"), 0)
         check_positive(self, ("lr", "adam_eps", "huber_delta", "reward_scale"))
 
@@ -123,6 +128,8 @@ class DQNAgent(Agent):
         self.target = self.q.copy()
         self.opt = optim.Adam(self.q.flat_params, self.q.flat_grads, lr=c.lr, eps=c.adam_eps)
         self.buffer = ReplayBuffer(c.buffer_size, env.obs_dim, obs_dtype=self.dtype, batch_size=c.batch_size)
+        self.nstep = (NStepQueue(c.n_step, env.num_envs, env.obs_dim, c.gamma, obs_dtype=self.dtype)
+                      if c.n_step > 1 else None)
         self.epsilon_schedule = schedules.linear(c.start_e, c.end_e, c.exploration_steps)
         if c.lr_schedule == "linear":
             self.lr_schedule = schedules.linear(c.lr, c.lr_end, c.lr_anneal_steps)
@@ -166,7 +173,10 @@ class DQNAgent(Agent):
         return actions
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
-        self.buffer.add(obs, actions, rewards, next_obs, terminated, valid)
+        if self.nstep is None:
+            self.buffer.add(obs, actions, rewards, next_obs, terminated, valid)
+        else:
+            self.buffer.add(*self.nstep.add(obs, actions, rewards, next_obs, terminated, truncated, valid))
 
     # ---------------------------------------------------------------- learning
     def learn(self, step: int) -> dict[str, float]:
@@ -268,6 +278,8 @@ class DQNAgent(Agent):
         }
         if self.config.checkpoint_replay_buffer:
             state["replay"] = self.buffer.state_dict()
+            if self.nstep is not None:
+                state["nstep"] = self.nstep.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -280,8 +292,12 @@ class DQNAgent(Agent):
         self.next_train, self.next_target = int(counters["next_train"]), int(counters["next_target"])
         if "replay" in state:
             self.buffer.load_state_dict(state["replay"])
+            if self.nstep is not None:
+                self.nstep.load_state_dict(state["nstep"])
         else:
             self.buffer.clear()
+            if self.nstep is not None:
+                self.nstep.count[:] = 0
 
     def networks(self) -> dict:
         return {"q": self.q, "target": self.target}

@@ -21,6 +21,13 @@ One gradient step on the policy per rollout (REINFORCE is on-policy: a second st
 an older policy); the critic may take ``value_steps`` steps on the same batch, which is just
 regression. Gradients are clipped to a global norm ``max_grad_norm`` per network.
 
+Clipped surrogate (``clip_coef > 0``, PPO's update; CleanRL's names): the policy may then reuse the
+rollout, because its loss stops pulling once the probability ratio to the rollout's policy has moved
+past ``1 +- clip_coef`` (``clipped_surrogate`` below). ``update_epochs`` passes over the rows in use, each
+in ``num_minibatches`` shuffled minibatches; per minibatch one policy step and one critic step (the
+critic's ``value_steps`` is then unused). The advantages, value targets and old log-probabilities are
+computed once, before the first epoch.
+
 Advantages, by ``baseline`` (``agents.returns`` has the formulas):
 
 * ``"value"``: GAE(lambda) with a learned V. A truncated episode (time limit) and an episode still
@@ -52,6 +59,7 @@ from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_c
 from agents.returns import episode_complete, gae, reward_to_go
 from agents.rollout import Rollout, RolloutBuffer
 from rlnn import MLP, losses, optim, schedules
+from rlnn.activations import log_softmax
 
 BASELINES = ("none", "mean", "value")
 LR_SCHEDULES = ("constant", "linear")
@@ -81,6 +89,9 @@ class PGConfig:
     value_loss: str = "l2"               # l2 | huber
     huber_delta: float = 10.0
     value_steps: int = 10                # critic gradient steps per rollout (same batch, full-batch Adam)
+    clip_coef: float = 0.0               # > 0: clipped surrogate (PPO) with the two options below; 0 = REINFORCE
+    update_epochs: int = 4               # passes over the rollout (clip_coef > 0 only)
+    num_minibatches: int = 4             # minibatches per pass (clip_coef > 0 only)
 
     def validate(self) -> None:
         check_network(self)
@@ -90,9 +101,11 @@ class PGConfig:
         check_choice(self, "lr_schedule", LR_SCHEDULES)
         check_choice(self, "value_loss", ("l2", "huber"))
         check_range(self, ("gamma", "gae_lambda"), 0.0, 1.0)
-        check_at_least(self, ("rollout_steps", "lr_anneal_steps", "value_steps"), 1)
+        check_at_least(self, ("rollout_steps", "lr_anneal_steps", "value_steps", "update_epochs",
+                              "num_minibatches"), 1)
         check_positive(self, ("lr", "value_lr", "adam_eps", "huber_delta"))
         check_at_least(self, ("lr_end", "ent_coef", "max_grad_norm"), 0)
+        check_range(self, ("clip_coef",), 0.0, 1.0)
 
 
 class PGAgent(Agent):
@@ -155,11 +168,16 @@ class PGAgent(Agent):
             factor = self.lr_factor(step)
             rows = use.reshape(-1)                                   # row-major, as adv[use]
             obs = batch.obs.reshape(-1, self.env_info.obs_dim)[rows]   # (R, d): the R rows in use
-            metrics = self.policy_step(obs, batch.actions.reshape(-1)[rows], adv[use], self.config.lr * factor)
-            if self.value is None:
-                metrics["losses/value_loss"] = 0.0
+            actions = batch.actions.reshape(-1)[rows]
+            lr, value_lr = self.config.lr * factor, self.config.value_lr * factor
+            if self.config.clip_coef > 0:
+                metrics = self.clipped_epochs(obs, actions, adv[use], values, targets, use, lr, value_lr)
             else:
-                metrics.update(self.critic_steps(obs, values[use], targets[use], self.config.value_lr * factor))
+                metrics = self.policy_step(obs, actions, adv[use], lr)
+                if self.value is None:
+                    metrics["losses/value_loss"] = 0.0
+                else:
+                    metrics.update(self.critic_steps(obs, values[use], targets[use], value_lr))
             self.updates += 1
         self.rollout.reset()
         return metrics
@@ -190,15 +208,24 @@ class PGAgent(Agent):
                 adv = (adv - sel.mean()) / (sel.std() + 1e-8)
         return adv, use, values, targets
 
-    def policy_step(self, obs: np.ndarray, actions: np.ndarray, adv: np.ndarray, lr: float) -> dict[str, float]:
-        """One gradient step on the policy loss over the rows in use: obs (R, d), actions and adv (R,)."""
+    def policy_step(self, obs: np.ndarray, actions: np.ndarray, adv: np.ndarray, lr: float,
+                    old_log_probs: np.ndarray | None = None) -> dict[str, float]:
+        """One gradient step on the policy loss over R rows: obs (R, d), actions, adv and old_log_probs (R,)."""
         self.policy.zero_grad()
-        pl, ent = self.policy_loss(obs, actions, adv)
-        grad_norm = optim.clip_grad_norm(self.policy.flat_grads, self._grad_clip)
+        metrics = self.policy_loss(obs, actions, adv, old_log_probs)
+        metrics["losses/grad_norm"] = optim.clip_grad_norm(self.policy.flat_grads, self._grad_clip)
         self.policy_opt.lr = lr
         self.policy_opt.step()
-        return {"losses/policy_loss": pl, "losses/entropy": ent, "losses/grad_norm": grad_norm,
-                "charts/learning_rate": lr}
+        metrics["charts/learning_rate"] = lr
+        return metrics
+
+    def critic_step(self, obs: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+        """One step regressing V(obs) (R, d) onto target (R, 1) at the optimizer's lr: (loss, grad norm)."""
+        self.value.zero_grad()
+        loss = self.value_loss(self.value.forward(obs), target)
+        grad_norm = optim.clip_grad_norm(self.value.flat_grads, self._grad_clip)
+        self.value_opt.step()
+        return loss, grad_norm
 
     def critic_steps(self, obs: np.ndarray, values: np.ndarray, targets: np.ndarray,
                      lr: float) -> dict[str, float]:
@@ -207,37 +234,76 @@ class PGAgent(Agent):
         obs (R, d); values (R,) = V(s) before the steps (for the explained variance); targets (R,).
         Metrics: the first step's loss and gradient norm.
         """
-        c = self.config
         target = targets.reshape(-1, 1).astype(self.dtype)
         self.value_opt.lr = lr
-        metrics: dict[str, float] = {}
-        for i in range(c.value_steps):
-            self.value.zero_grad()
-            loss = self.value_loss(self.value.forward(obs), target)
-            grad_norm = optim.clip_grad_norm(self.value.flat_grads, self._grad_clip)
-            self.value_opt.step()
-            if i == 0:
-                metrics = {"losses/value_loss": loss, "losses/value_grad_norm": grad_norm}
-        metrics["losses/explained_variance"] = _explained_variance(values, targets)
+        loss, grad_norm = self.critic_step(obs, target)
+        for _ in range(self.config.value_steps - 1):
+            self.critic_step(obs, target)
+        return {"losses/value_loss": loss, "losses/value_grad_norm": grad_norm,
+                "losses/explained_variance": _explained_variance(values, targets)}
+
+    def clipped_epochs(self, obs: np.ndarray, actions: np.ndarray, adv: np.ndarray, values: np.ndarray | None,
+                       targets: np.ndarray | None, use: np.ndarray, lr: float, value_lr: float) -> dict[str, float]:
+        """The clipped-surrogate update over the R rows in use (module docstring): obs (R, d), actions and
+        adv (R,); values and targets (T, n) or None, ``use`` (T, n) picks their R rows.
+
+        Metrics: means over every minibatch step.
+        """
+        c = self.config
+        old_log_probs = self.log_probs(obs, actions)
+        target = None if targets is None else targets[use].reshape(-1, 1).astype(self.dtype)
+        if self.value is not None:
+            self.value_opt.lr = value_lr
+        sums: dict[str, float] = {}
+        n_steps = 0
+        for _ in range(c.update_epochs):
+            for idx in np.array_split(self.rng.permutation(len(actions)), min(c.num_minibatches, len(actions))):
+                metrics = self.policy_step(obs[idx], actions[idx], adv[idx], lr, old_log_probs[idx])
+                if self.value is not None:
+                    metrics["losses/value_loss"], metrics["losses/value_grad_norm"] = \
+                        self.critic_step(obs[idx], target[idx])
+                for key, value in metrics.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                n_steps += 1
+        metrics = {key: value / n_steps for key, value in sums.items()}
+        if self.value is None:
+            metrics["losses/value_loss"] = 0.0
+        else:
+            metrics["losses/explained_variance"] = _explained_variance(values[use], targets[use])
         return metrics
 
+    def log_probs(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """log pi(a_i | s_i) under the current policy, (R,)."""
+        logp = log_softmax(self.policy.predict(obs))
+        return logp[np.arange(len(actions)), actions]
+
     def policy_loss(self, obs: np.ndarray, actions: np.ndarray, advantages: np.ndarray,
-                    backward: bool = True) -> tuple[float, float]:
-        """(loss, mean entropy) of the policy on a batch of R rows; with ``backward`` the loss's gradient
+                    old_log_probs: np.ndarray | None = None, backward: bool = True) -> dict[str, float]:
+        """The policy loss on a batch of R rows and its statistics; with ``backward`` the loss's gradient
         is added to the grads.
 
-        loss = -mean_i A_i log pi(a_i | s_i) - ent_coef * mean_i H(pi(. | s_i)),  obs (R, d), actions and
-        advantages A (R,): ``softmax_cross_entropy`` with the advantages as its sample weights.
+        REINFORCE (``old_log_probs`` None): loss = -mean_i A_i log pi(a_i | s_i) - ent_coef * mean_i H_i,
+        ``softmax_cross_entropy`` with the advantages as its sample weights. Otherwise the clipped
+        surrogate against the old log-probabilities, minus the same entropy bonus.
+        obs (R, d), actions, advantages A and old_log_probs (R,).
         """
         logits = self.policy.forward(obs) if backward else self.policy.predict(obs)
-        pl, dlogits = losses.softmax_cross_entropy(logits, actions, weights=advantages.astype(logits.dtype))
+        adv = advantages.astype(logits.dtype)
+        metrics: dict[str, float] = {}
+        if old_log_probs is None:
+            pl, dlogits = losses.softmax_cross_entropy(logits, actions, weights=adv)
+        else:
+            pl, dlogits, metrics["losses/clipfrac"], metrics["losses/approx_kl"] = clipped_surrogate(
+                logits, actions, old_log_probs, adv, self.config.clip_coef)
         ent, dent = losses.entropy(logits.astype(np.float64))
         ent_coef = self.config.ent_coef
         if backward:
             if ent_coef > 0:
                 dlogits -= (ent_coef * dent).astype(dlogits.dtype)
             self.policy.backward(dlogits)
-        return pl - ent_coef * ent, ent
+        metrics["losses/policy_loss"] = pl - ent_coef * ent
+        metrics["losses/entropy"] = ent
+        return metrics
 
     def value_loss(self, pred: np.ndarray, target: np.ndarray) -> float:
         """Critic loss, the mean l2 or huber of ``pred`` (R, 1) = the last ``value.forward`` against
@@ -305,9 +371,19 @@ class PGAgent(Agent):
 
         def policy_closure():
             self.policy.zero_grad()
-            return self.policy_loss(obs, batch["actions"], adv)[0]
+            return self.policy_loss(obs, batch["actions"], adv)["losses/policy_loss"]
 
         checks = {"policy_loss": (self.policy, policy_closure)}
+        if c.clip_coef > 0:
+            # Old log-probabilities shifted by +-2 clip_coef, so that rows land on both sides of the clip.
+            shift = np.random.default_rng(0).choice([-2.0, 0.0, 2.0], size=n) * c.clip_coef
+            old = self.log_probs(obs, batch["actions"]) + shift
+
+            def clipped_closure():
+                self.policy.zero_grad()
+                return self.policy_loss(obs, batch["actions"], adv, old)["losses/policy_loss"]
+
+            checks["clipped_surrogate"] = (self.policy, clipped_closure)
         if self.value is not None:
             target = returns.reshape(n, 1).astype(self.dtype)
 
@@ -317,6 +393,38 @@ class PGAgent(Agent):
 
             checks["value_loss"] = (self.value, value_closure)
         return checks
+
+
+def clipped_surrogate(logits: np.ndarray, actions: np.ndarray, old_log_probs: np.ndarray, advantages: np.ndarray,
+                      clip_coef: float) -> tuple[float, np.ndarray, float, float]:
+    """PPO's clipped surrogate for a softmax policy: (loss, dloss/dlogits (B, K), clipfrac, approx_kl).
+
+    logits (B, K), actions (B,) ints, old_log_probs and advantages A (B,):
+
+        r_i    = pi(a_i | s_i) / pi_old(a_i | s_i) = exp(log p_i[a_i] - old_i)
+        loss   = -mean_i min(r_i A_i, clip(r_i, 1 - eps, 1 + eps) A_i)
+        dloss/dz_i = r_i A_i (p_i - onehot(a_i)) / B   where the min is the unclipped term, else 0
+
+    REINFORCE's "one-hot(action) minus probabilities, scaled by the advantage", importance-weighted by
+    r_i (at r = 1 it is ``softmax_cross_entropy``'s gradient), and switched off once the ratio has
+    moved past the clip in the direction the advantage favours (the clipped term is constant in z).
+    clipfrac: the fraction of rows with |r - 1| > eps; approx_kl: mean (r - 1) - log r (Schulman's k3).
+    """
+    batch = len(actions)
+    rows = np.arange(batch)
+    logp = log_softmax(logits)
+    log_ratio = logp[rows, actions] - old_log_probs
+    ratio = np.exp(log_ratio)
+    unclipped = ratio * advantages
+    clipped = np.clip(ratio, 1 - clip_coef, 1 + clip_coef) * advantages
+    loss = -float(np.minimum(unclipped, clipped).mean())
+    weight = np.where(unclipped <= clipped, unclipped, 0) / batch      # r_i A_i / B on rows with a gradient
+    grad = np.exp(logp)
+    grad[rows, actions] -= 1                                           # p - onehot(a)
+    grad *= weight[:, None].astype(grad.dtype)
+    clipfrac = float(np.mean(np.abs(ratio - 1) > clip_coef))
+    approx_kl = float(np.mean(ratio - 1 - log_ratio))
+    return loss, grad, clipfrac, approx_kl
 
 
 def _explained_variance(pred: np.ndarray, target: np.ndarray) -> float:

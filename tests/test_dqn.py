@@ -10,6 +10,7 @@ from agents import config as cfgmod
 from agents.base import EnvInfo
 from agents.dqn import DQNAgent, DQNConfig, td_targets
 from agents.loop import RunConfig, train
+from agents.nstep import NStepQueue
 from rlnn import losses
 from rlnn.checkpoint import load_tree, save_tree
 
@@ -55,6 +56,73 @@ def test_td_target_bootstraps_on_truncation_not_on_termination():
     assert agent.buffer.terminated[:3].tolist() == [1.0, 0.0, 0.0]
     assert np.array_equal(agent.buffer.next_obs[:2], obs + 1)
     assert agent.buffer.added == 3
+
+
+def _nstep_reference(episodes, n, gamma):
+    """Brute force: every transition's n-step row {obs id: (R, next id, bootstrap)} from whole episodes,
+    each a list of (obs id, reward, next id) and whether it terminated."""
+    rows = {}
+    for steps, terminated in episodes:
+        T = len(steps)
+        for t in range(T):
+            m = min(n, T - t)
+            R = sum(gamma ** k * steps[t + k][1] for k in range(m))
+            bootstrap = 0.0 if (t + m == T and terminated) else gamma ** m
+            rows[steps[t][0]] = (R, steps[t + m - 1][2], bootstrap)
+    return rows
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_nstep_rows_fold_rewards_and_stop_at_episode_ends(n):
+    # Two envs, NEXT_STEP autoreset (an invalid row after each episode end), episodes that terminate
+    # and ones that are truncated, some shorter than n. Observations carry an id to match rows.
+    gamma, rng = 0.9, np.random.default_rng(0)
+    queue = NStepQueue(n, 2, 1, gamma, obs_dtype=np.float64)
+    lengths = {0: [2, 5, 1, 4], 1: [7, 3, 1]}
+    ends = {0: [True, False, True, False], 1: [False, True, True]}
+    episodes, out, ids = [], [], iter(range(1, 10_000))
+    state = {e: {"ep": 0, "t": 0, "steps": [], "obs": next(ids), "reset": False} for e in (0, 1)}
+    while any(st["ep"] < len(lengths[e]) for e, st in state.items()):
+        obs, nxt, rew = np.zeros((2, 1)), np.zeros((2, 1)), np.zeros(2)
+        term, trunc, valid = np.zeros(2, bool), np.zeros(2, bool), np.ones(2, bool)
+        for e, st in state.items():
+            if st["ep"] >= len(lengths[e]) or st["reset"]:
+                valid[e], st["reset"] = False, False
+                st["obs"] = next(ids)
+                continue
+            obs[e], nxt[e], rew[e] = st["obs"], next(ids), rng.normal()
+            st["steps"].append((int(obs[e, 0]), rew[e], int(nxt[e, 0])))
+            st["obs"], st["t"] = int(nxt[e, 0]), st["t"] + 1
+            if st["t"] == lengths[e][st["ep"]]:
+                term[e], trunc[e] = ends[e][st["ep"]], not ends[e][st["ep"]]
+                episodes.append((st["steps"], bool(term[e])))
+                st.update(ep=st["ep"] + 1, t=0, steps=[], reset=True)
+        out.append(queue.add(obs, np.zeros(2, np.int64), rew, nxt, term, trunc, valid))
+    o, _, R, nx, term_col = (np.concatenate(x) for x in zip(*out))
+    expected = _nstep_reference(episodes, n, gamma)
+    assert sorted(o[:, 0].astype(int)) == sorted(expected)             # every transition leaves once
+    for i, key in enumerate(o[:, 0].astype(int)):
+        R_ref, next_ref, bootstrap = expected[key]
+        assert R[i] == pytest.approx(R_ref) and nx[i, 0] == next_ref
+        # The one-step target formula r + gamma (1 - terminated) Q gives the n-step one.
+        assert gamma * (1 - term_col[i]) == pytest.approx(bootstrap)
+    assert queue.count.sum() == 0
+
+
+def test_nstep_agent_learns_from_folded_rows_and_checkpoints_the_queue(tmp_path):
+    agent = make_agent(n_step=3, env=EnvInfo(4, 2, 2))
+    obs = np.ones((2, 4), np.float32)
+    step = lambda: agent.observe(obs, np.array([0, 1]), np.ones(2), obs, np.zeros(2, bool), np.zeros(2, bool),
+                                 np.ones(2, bool))
+    step(), step()
+    assert agent.buffer.size == 0                    # two rewards wait for a third
+    step()
+    assert agent.buffer.size == 2 and np.allclose(agent.buffer.rewards[:2], 1 + agent.config.gamma + agent.config.gamma ** 2)
+    step()
+    save_tree(str(tmp_path / "a.npz"), {}, {"agent": agent.state_dict()})
+    other = make_agent(n_step=3, env=EnvInfo(4, 2, 2), seed=5)
+    other.load_state_dict(load_tree(str(tmp_path / "a.npz"))[1]["agent"])
+    assert np.array_equal(other.nstep.count, agent.nstep.count) and np.array_equal(other.nstep.rewards, agent.nstep.rewards)
 
 
 def test_double_dqn_target_selects_with_online_net_and_evaluates_with_target():

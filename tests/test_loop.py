@@ -12,6 +12,8 @@ from conftest import accumulator, read_scalars
 import agents.loop as loop
 from agents.rundir import RunDir
 from rlnn.checkpoint import flatten
+from agents.dqn import DQNConfig
+from agents.pg import PGConfig
 from agents.random import RandomAgent, RandomConfig
 from agents.loop import TrainingDiverged, train
 
@@ -116,14 +118,16 @@ def test_same_seed_same_run(small_run, algo):
     assert pa.keys() == pb.keys() and all(np.array_equal(pa[k], pb[k]) for k in pa)
 
 
-@pytest.mark.parametrize("algo,num_envs", [("random", 4), ("pg", 4), ("dqn", 1)])
-def test_resume_equals_uninterrupted_bit_for_bit(small_run, algo, num_envs):
+@pytest.mark.parametrize("algo,num_envs,agent_cfg", [("random", 4, None), ("pg", 4, None), ("dqn", 1, None),
+                                                     ("pg", 4, PGConfig(clip_coef=0.2, rollout_steps=32)),
+                                                     ("dqn", 2, DQNConfig(n_step=3))])
+def test_resume_equals_uninterrupted_bit_for_bit(small_run, algo, num_envs, agent_cfg):
     # Stop at 1,500 steps, resume until 3,000: same parameters and returns as 3,000 steps at once.
     cfg = small_run(seed=1, num_envs=num_envs, total_steps=3_000, checkpoint_every=700, eval_every=900)
-    whole = train(algo, cfg, run_dir=cfg.logdir + "/whole", console=False)
+    whole = train(algo, cfg, agent_cfg, run_dir=cfg.logdir + "/whole", console=False)
     half_cfg = small_run(seed=1, num_envs=num_envs, total_steps=1_500, checkpoint_every=700, eval_every=900)
-    half = train(algo, half_cfg, run_dir=cfg.logdir + "/split", console=False)
-    resumed = train(algo, cfg, run_dir=half.run_dir, resume=True, console=False)
+    half = train(algo, half_cfg, agent_cfg, run_dir=cfg.logdir + "/split", console=False)
+    resumed = train(algo, cfg, agent_cfg, run_dir=half.run_dir, resume=True, console=False)
     assert resumed.step == whole.step
     pw, pr = _params(whole.run_dir), _params(resumed.run_dir)
     assert pw.keys() == pr.keys()

@@ -10,7 +10,7 @@ import rlnn
 from agents import config as cfgmod
 from agents.base import EnvInfo
 from agents.loop import RunConfig, train
-from agents.pg import PGAgent, PGConfig
+from agents.pg import PGAgent, PGConfig, clipped_surrogate
 from agents.returns import gae, reward_to_go
 from rlnn.checkpoint import load_tree, save_tree
 
@@ -52,10 +52,10 @@ def test_policy_loss_gradient_matches_finite_differences():
     adv = rng.normal(size=12)[keep]
 
     def loss():
-        return agent.policy_loss(obs, actions, adv, backward=False)[0]
+        return agent.policy_loss(obs, actions, adv, backward=False)["losses/policy_loss"]
 
     agent.policy.zero_grad()
-    value, _ = agent.policy_loss(obs, actions, adv)
+    value = agent.policy_loss(obs, actions, adv)["losses/policy_loss"]
     assert value == pytest.approx(loss())
     assert rlnn.gradcheck(loss, agent.policy.flat_params, agent.policy.flat_grads) < 1e-6
 
@@ -65,6 +65,79 @@ def test_policy_loss_gradient_matches_finite_differences():
     p = np.exp(logp)
     expected = -(adv * logp[np.arange(10), actions]).mean() - 0.05 * (-(p * logp).sum(1)).mean()
     assert value == pytest.approx(expected, rel=1e-10)
+
+
+def _surrogate_case(rows=40, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(rows, 3))
+    actions = rng.integers(0, 3, size=rows)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    # Old log-probabilities 0.5 away on two rows in three: ratios e^-0.5 and e^0.5, past a 0.2 clip.
+    old = logp[np.arange(rows), actions] + rng.choice([-0.5, 0.0, 0.5], size=rows)
+    return logits, actions, old, rng.normal(size=rows)
+
+
+def test_clipped_surrogate_gradient_matches_finite_differences():
+    logits, actions, old, adv = _surrogate_case()
+    loss, grad, clipfrac, _ = clipped_surrogate(logits, actions, old, adv, 0.2)
+    z = logits.copy()
+    numeric = np.zeros_like(z)
+    for i in np.ndindex(z.shape):
+        z[i] += 1e-6
+        up = clipped_surrogate(z, actions, old, adv, 0.2)[0]
+        z[i] -= 2e-6
+        down = clipped_surrogate(z, actions, old, adv, 0.2)[0]
+        z[i] += 1e-6
+        numeric[i] = (up - down) / 2e-6
+    assert np.abs(grad - numeric).max() < 1e-8
+    # The loss itself: -mean min(r A, clip(r) A), and the rows past the clip are counted.
+    ratio = np.exp(np.log(softmax_rows(logits))[np.arange(40), actions] - old)
+    assert loss == pytest.approx(-np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv).mean(), rel=1e-12)
+    assert clipfrac == pytest.approx(np.mean(np.abs(ratio - 1) > 0.2))
+    assert 0.3 < clipfrac < 0.9
+
+
+def softmax_rows(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_clipped_surrogate_is_reinforce_at_ratio_one_and_stops_past_the_clip():
+    logits, actions, _, adv = _surrogate_case()
+    rows = np.arange(40)
+    logp = np.log(softmax_rows(logits))[rows, actions]
+    _, grad, clipfrac, kl = clipped_surrogate(logits, actions, logp, adv, 0.2)
+    _, reinforce = rlnn.losses.softmax_cross_entropy(logits, actions, weights=adv)
+    assert np.allclose(grad, reinforce, atol=1e-14) and clipfrac == 0 and kl == pytest.approx(0, abs=1e-14)
+    # The ratio moved past 1 + eps where A > 0 (or below 1 - eps where A < 0): no more pull on that row;
+    # moved the other way, the row still pulls back.
+    past = np.where(adv > 0, logp - 0.5, logp + 0.5)
+    _, grad, _, _ = clipped_surrogate(logits, actions, past, adv, 0.2)
+    assert np.all(grad == 0)
+    behind = np.where(adv > 0, logp + 0.5, logp - 0.5)
+    _, grad, _, _ = clipped_surrogate(logits, actions, behind, adv, 0.2)
+    assert np.all(np.abs(grad).sum(1) > 0)
+
+
+def test_clipped_update_takes_epochs_of_minibatch_steps_and_checks_gradients():
+    agent = make_agent(clip_coef=0.2, update_epochs=3, num_minibatches=4, rollout_steps=8, hidden_sizes=[8],
+                       value_hidden_sizes=[8], dtype="float64", lr=0.1,
+                       lr_schedule="constant")
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        obs = rng.normal(size=(2, 4))
+        agent.observe(obs, agent.act(obs), np.ones(2), obs, np.zeros(2, bool), np.zeros(2, bool), np.ones(2, bool))
+    metrics = agent.learn(step=16)
+    assert agent.policy_opt.step_count == agent.value_opt.step_count == 3 * 4
+    assert {"losses/clipfrac", "losses/approx_kl", "losses/explained_variance"} <= metrics.keys()
+    assert metrics["losses/clipfrac"] > 0            # later minibatches see a policy moved by earlier ones (lr 0.1)
+    batch = {"obs": rng.normal(size=(10, 4)), "actions": rng.integers(0, 2, 10), "rewards": np.ones(10),
+             "terminated": np.eye(10, dtype=bool)[4], "truncated": np.zeros(10, bool)}
+    checks = agent.gradient_checks(batch)
+    assert {"policy_loss", "clipped_surrogate", "value_loss"} <= checks.keys()
+    for net, closure in checks.values():
+        closure()
+        assert rlnn.gradcheck(closure, net.flat_params, net.flat_grads.copy()) < 1e-6
 
 
 def test_positive_advantage_makes_the_action_more_likely():
