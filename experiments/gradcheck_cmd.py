@@ -78,11 +78,11 @@ def check_agent(algo: str, run_cfg, agent_cfg, batch_size: int = 32, seed: int =
     worst = 0.0
     print(f"{algo} on {run_cfg.env_id}: gradient check on a batch of {batch_size} real transitions (float64)",
           file=stream)
-    print(f"  {'loss':<14} {'layer':<6} {'W shape':<10} {'‖a−n‖/(‖a‖+‖n‖)':>16} {'max elementwise':>16}", file=stream)
+    print(f"  {'loss':<18} {'layer':<6} {'W shape':<10} {'‖a−n‖/(‖a‖+‖n‖)':>16} {'max elementwise':>16}", file=stream)
     for loss_name, (net, closure) in checks.items():
         for t, (err, elementwise) in enumerate(layer_errors(net, closure, eps), start=1):
             worst = max(worst, err)
-            print(f"  {loss_name:<14} layer{t} {tuple(net.params[2 * t - 2].shape)!s:<10} {err:>16.2e} "
+            print(f"  {loss_name:<18} layer{t} {tuple(net.params[2 * t - 2].shape)!s:<10} {err:>16.2e} "
                   f"{elementwise:>16.2e}", file=stream)
     return worst
 
