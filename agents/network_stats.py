@@ -54,7 +54,9 @@ class NetworkInspector:
         self._hooks = [self._watch(name, opt) for name, opt in agent.optimizers().items()]
 
     def _watch(self, name: str, opt):
-        snapshot = np.empty_like(opt.params)         # opt.params is networks()[name].flat_params
+        # opt.params is networks()[name].flat_params; a copy, not empty_like: before the first step the
+        # update ratio is then 0, not a norm of uninitialized memory.
+        snapshot = opt.params.copy()
         self.before[name] = snapshot
 
         def remember_params(opt) -> None:

@@ -81,6 +81,8 @@ def test_update_ratio_comes_from_an_optimizer_hook_that_close_removes():
     opt = agent.opts["relu"]
     assert "step" not in vars(opt)                 # the optimizer's step is not replaced
     before = agent.nets["relu"].flat_params.copy()
+    # Before any step nothing has moved: the ratio is 0 (not a norm of uninitialized memory).
+    assert inspector.layer_stats("relu", agent.nets["relu"])["network/relu/layer1/update_ratio"] == 0
     agent.train_step(x, y)
     np.testing.assert_array_equal(inspector.before["relu"], before)
     inspector.close()
