@@ -51,10 +51,12 @@ def row_of(run: agents.Run, seed: int, wall: float, threshold: float, final_epis
 
 
 def rows_from_runs(parent: str, algo: str, env: str, threshold: float, final_episodes: int) -> list[dict]:
-    """``row_of`` every finished run of ``algo`` on ``env`` directly below ``parent`` (wall = its training
-    seconds as of the last eval), by seed."""
+    """``row_of`` every finished run (status done) of ``algo`` on ``env`` directly below ``parent`` (wall =
+    its training seconds as of the last eval), by seed."""
     rows = []
     for run_dir in RunDir.find(parent):
+        if run_dir.status != "done":
+            continue
         run = agents.load(run_dir.path)
         if run.config.algo == algo and run.config.run.env_id == env and run.evals:
             rows.append(row_of(run, run.config.run.seed, run.evals[-1].elapsed, threshold, final_episodes))
