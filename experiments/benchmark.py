@@ -212,7 +212,9 @@ def plot_suite(results: list[EnvResult], algos: list[str], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
+    steps_k = FuncFormatter(lambda x, _: f"{x / 1000:g}k")     # 100000 and 1e6 ticks would overlap
     n = len(results)
     ncols = 2 if n == 4 else min(n, 3)
     nrows = math.ceil(n / ncols)
@@ -222,6 +224,7 @@ def plot_suite(results: list[EnvResult], algos: list[str], path: str) -> None:
         ax.axhline(res.threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {res.threshold:g}")
         ax.set_title(res.env)
         ax.set_xlabel("env steps")
+        ax.xaxis.set_major_formatter(steps_k)
         ax.set_ylabel("greedy eval return")
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:
