@@ -1,7 +1,7 @@
 """Benchmark an agent's preset over seeds: does it solve the env, how fast, and does it stay solved?
 
     python experiments/bench_agents.py --algo dqn [--env CartPole-v1] --seeds 0-9 [--workers 1] [--set agent.lr=1e-3]
-    python experiments/bench_agents.py --algo dqn --env LunarLander-v3 --runs runs/suite__1234/LunarLander-v3
+    python experiments/bench_agents.py --algo dqn --env LunarLander-v3 --runs runs/suite__1234/LunarLander-v3 [DIR ...]
 
 Per seed: env steps and wall seconds to the first greedy evaluation (run.eval_episodes episodes) with
 mean return >= the threshold (default: the env's registry threshold, 475 for CartPole-v1), SPS, and a final greedy evaluation
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, help="default: the env's registry reward threshold")
     p.add_argument("--final-episodes", type=int, default=20)
     p.add_argument("--logdir", default=None, help="where runs go (default: a temporary directory)")
-    p.add_argument("--runs", metavar="DIR", help="make the table from the finished runs in DIR, training nothing")
+    p.add_argument("--runs", metavar="DIR", nargs="+", help="make the table from the finished runs in DIR(s), training nothing")
     args = p.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     if args.threshold is None:
@@ -89,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
         args.threshold = gym.spec(args.env).reward_threshold
     if args.runs:
-        rows, logdir = rows_from_runs(args.runs, args.algo, args.env, args.threshold, args.final_episodes), args.runs
+        rows = sorted((row for parent in args.runs
+                       for row in rows_from_runs(parent, args.algo, args.env, args.threshold, args.final_episodes)),
+                      key=lambda r: r["seed"])
+        logdir = " ".join(args.runs)
         args.seeds = ",".join(str(r["seed"]) for r in rows)
         return report(args, rows, logdir)
     logdir = args.logdir or tempfile.mkdtemp(prefix=f"bench_{args.algo}_")
