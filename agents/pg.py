@@ -169,15 +169,17 @@ class PGAgent(Agent):
             rows = use.reshape(-1)                                   # row-major, as adv[use]
             obs = batch.obs.reshape(-1, self.env_info.obs_dim)[rows]   # (R, d): the R rows in use
             actions = batch.actions.reshape(-1)[rows]
+            if values is not None:
+                values, targets = values[use], targets[use]
             lr, value_lr = self.config.lr * factor, self.config.value_lr * factor
             if self.config.clip_coef > 0:
-                metrics = self.clipped_epochs(obs, actions, adv[use], values, targets, use, lr, value_lr)
+                metrics = self.clipped_epochs(obs, actions, adv[use], values, targets, lr, value_lr)
             else:
                 metrics = self.policy_step(obs, actions, adv[use], lr)
                 if self.value is None:
                     metrics["losses/value_loss"] = 0.0
                 else:
-                    metrics.update(self.critic_steps(obs, values[use], targets[use], value_lr))
+                    metrics.update(self.critic_steps(obs, values, targets, value_lr))
             self.updates += 1
         self.rollout.reset()
         return metrics
@@ -243,15 +245,15 @@ class PGAgent(Agent):
                 "losses/explained_variance": _explained_variance(values, targets)}
 
     def clipped_epochs(self, obs: np.ndarray, actions: np.ndarray, adv: np.ndarray, values: np.ndarray | None,
-                       targets: np.ndarray | None, use: np.ndarray, lr: float, value_lr: float) -> dict[str, float]:
-        """The clipped-surrogate update over the R rows in use (module docstring): obs (R, d), actions and
-        adv (R,); values and targets (T, n) or None, ``use`` (T, n) picks their R rows.
+                       targets: np.ndarray | None, lr: float, value_lr: float) -> dict[str, float]:
+        """The clipped-surrogate update over the R rows in use (module docstring): obs (R, d); actions, adv,
+        and with a critic V(s) before the update and the value targets, (R,).
 
         Metrics: means over every minibatch step.
         """
         c = self.config
         old_log_probs = self.log_probs(obs, actions)
-        target = None if targets is None else targets[use].reshape(-1, 1).astype(self.dtype)
+        target = None if targets is None else targets.reshape(-1, 1).astype(self.dtype)
         if self.value is not None:
             self.value_opt.lr = value_lr
         sums: dict[str, float] = {}
@@ -269,7 +271,7 @@ class PGAgent(Agent):
         if self.value is None:
             metrics["losses/value_loss"] = 0.0
         else:
-            metrics["losses/explained_variance"] = _explained_variance(values[use], targets[use])
+            metrics["losses/explained_variance"] = _explained_variance(values, targets)
         return metrics
 
     def log_probs(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
