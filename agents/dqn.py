@@ -297,7 +297,7 @@ class DQNAgent(Agent):
         else:
             self.buffer.clear()
             if self.nstep is not None:
-                self.nstep.count[:] = 0
+                self.nstep.clear()
 
     def networks(self) -> dict:
         return {"q": self.q, "target": self.target}

@@ -71,6 +71,10 @@ class NStepQueue:
         return (self.obs[env, :m].copy(), self.actions[env, :m].copy(), returns,
                 np.repeat(final_obs[None], m, axis=0), term)
 
+    def clear(self) -> None:
+        """Drop every waiting transition (a resume without the replay buffer starts afresh)."""
+        self.count[:] = 0
+
     def state_dict(self) -> dict:
         return {"obs": self.obs.copy(), "actions": self.actions.copy(), "rewards": self.rewards.copy(),
                 "count": self.count.copy()}

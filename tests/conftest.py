@@ -16,12 +16,17 @@ if ROOT not in sys.path:
 import experiments  # noqa: E402,F401
 
 
-def wait_for(predicate, what: str, timeout: float = 120.0) -> None:
-    """Poll an observable state (a file appearing, a process gone) until it holds; never a fixed sleep."""
+def wait_for(predicate, what: str, timeout: float = 120.0, proc=None) -> None:
+    """Poll an observable state (a file appearing, a process gone) until it holds; never a fixed sleep.
+
+    ``proc``: a subprocess.Popen that must stay alive meanwhile (its output is in the failure message).
+    """
     import time
 
     deadline = time.monotonic() + timeout
     while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended while waiting for {what}: {proc.communicate()[0]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)

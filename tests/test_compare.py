@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -190,17 +189,15 @@ def test_real_tensorboard_server_serves_every_run_and_tag(compare_dir):
                              "--reload_interval", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        runs = []
-        deadline = time.time() + 90
-        while time.time() < deadline:
+        def served() -> bool:
             try:
-                runs = _get(port, "/data/runs")
-                tags = _get(port, "/data/plugin/scalars/tags")
-                if len(runs) == 4 and all("eval/episodic_return" in tags.get(r, {}) for r in runs):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)  # a poll: TensorBoard reloads every second
+                runs, tags = _get(port, "/data/runs"), _get(port, "/data/plugin/scalars/tags")
+            except OSError:                          # not listening yet
+                return False
+            return len(runs) == 4 and all("eval/episodic_return" in tags.get(r, {}) for r in runs)
+
+        wait_for(served, "TensorBoard serving every run's eval curve", timeout=90, proc=proc)
+        runs, tags = _get(port, "/data/runs"), _get(port, "/data/plugin/scalars/tags")
         assert sorted(runs) == [os.path.basename(rd.path) for rd in RunDir.find(str(compare_dir))]
         documented = {"charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
                       "eval/episodic_return", "eval/episodic_return_std", "losses/grad_norm"}

@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import tomli_w
-from conftest import ROOT, accumulator, read_scalars
+from conftest import ROOT, accumulator, read_scalars, wait_for
 
 from agents.config import ConfigError, build
 from agents.rundir import RunDir
@@ -443,17 +442,9 @@ def test_ray_optuna_search_with_asha_early_stopping(tmp_path):
 # Ctrl-C and --resume
 
 
-def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Poll for an observable state of the sweep (never a fixed sleep: machines differ in speed)."""
-    deadline = time.time() + timeout
-    while not condition():
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
-        time.sleep(0.02)
-
-
 def test_interrupted_sweep_keeps_finished_trials_and_resume_runs_what_is_missing(tmp_path):
     # trial_000 finishes; trial_001 is interrupted once it has a checkpoint: from its first checkpoint (step
-    # 300) to its end are 2,100 steps (about a second here), far more than the 20 ms the poll may lag.
+    # 300) to its end are 2,100 steps (about a second here), far more than the 50 ms the poll may lag.
     space = _space_file(tmp_path, SPACE.replace("checkpoint_every = 100", "checkpoint_every = 300")
                         .replace("eval_every = 100", "eval_every = 600"))
     logdir = tmp_path / "runs"
@@ -462,11 +453,13 @@ def test_interrupted_sweep_keeps_finished_trials_and_resume_runs_what_is_missing
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        _wait_for(lambda: logdir.exists() and os.listdir(logdir)
-                  and os.path.exists(os.path.join(logdir, os.listdir(logdir)[0], "sweep.json")), proc)
+        wait_for(lambda: logdir.exists() and os.listdir(logdir)
+                 and os.path.exists(os.path.join(logdir, os.listdir(logdir)[0], "sweep.json")), "sweep.json",
+                 timeout=60, proc=proc)
         sweep_dir = _only_dir(logdir)
         first, run1 = Trial(sweep_dir, 0), _run_dir(sweep_dir, 1)
-        _wait_for(lambda: first.record() is not None and run1.has_checkpoint(), proc)
+        wait_for(lambda: first.record() is not None and run1.has_checkpoint(),
+                 "trial 0 finished and trial 1's first checkpoint", timeout=60, proc=proc)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the sweep and its `rlnn train` workers
         out, _ = proc.communicate(timeout=60)
     finally:
