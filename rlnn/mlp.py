@@ -20,13 +20,21 @@ Memory layout (why it is fast for tiny nets, where Python overhead dominates):
   copy/soft-update of target networks is one or three ufunc calls.
 * ``flat_grads`` mirrors it.  backward() computes the batch gradient into a
   scratch vector with the same layout and accumulates with a single add.
+* Since b_t follows W_t, [W_t; b_t] is a contiguous (n_{t-1} + 1, n_t) view
+  of flat_params (and [dW_t; db_t] of flat_grads).  With layer inputs kept
+  as [h_{t-1}, 1], the affine map and the gradients of W_t and b_t are one
+  dot each: no bias add, no 1^T dL/dz_t (see _Workspace).
 * Work buffers (z_t, h_t, dL/dz_t, dL/dh_t) are preallocated once per batch
   size and reused; matmuls and ufuncs write into them with ``out=``.  The
-  views a pass needs (W_t^T, leading rows, each layer's activation bound to
-  its buffer) are made once with them, so a pass is the ufunc and dot calls
-  of the equations above and little else.  Matmuls are ``ndarray.dot``
-  calls: the same BLAS call as ``np.dot``, without its Python dispatch step.
+  training buffers hold the batch in columns (h_t^T), so that every
+  elementwise call runs on contiguous memory.  The views a pass needs (the
+  transposes, leading batch columns, each layer's activation bound to its
+  buffer) are made once with them, so a pass is the ufunc and dot calls of
+  the equations above and little else.  Matmuls are ``ndarray.dot`` calls:
+  the same BLAS call as ``np.dot``, without its Python dispatch step.
 """
+import functools
+
 import numpy as np
 
 from . import activations as _activations
@@ -43,68 +51,104 @@ class _Workspace:
     per-layer tuples that forward() and backward() walk, so a call does no
     indexing, slicing or view making of its own.
 
-    Hidden layers of one width keep their h_t in one (T-1, B, n) block and their
-    dL/dz_t in another: backward then computes g'(z_t) of all of them in one
-    call on the block instead of one call per layer (elementwise, so the values
-    are the same).
+    The buffers hold the batch in columns: layer t's input is the C-ordered
+    (n_{t-1} + 1, B) buffer [h_{t-1}^T; 1^T] whose last row is ones.  With the
+    contiguous views [W_t; b_t] of flat_params and [dW_t; db_t] of the gradient
+    vector (b_t is stored right after W_t, see MLP), the bias rides in the dots:
+
+        z_t^T          = [W_t; b_t]^T [h_{t-1}^T; 1^T]   (n_t, B)            no bias add
+        [dW_t; db_t]   = [h_{t-1}^T; 1^T] dL/dz_t        (n_{t-1} + 1, n_t)  no 1^T dL/dz_t
+        dL/dh_{t-1}^T  = W_t dL/dz_t^T                   (n_{t-1}, B)
+
+    Why columns: h_t^T is then the leading rows of the next layer's buffer, a
+    contiguous block, so g, g' and the products run on contiguous memory.  (With
+    the batch in rows, h_t would be [h_t, 1] minus a column, a strided view, and
+    NumPy ufuncs on it buffer and take ~2x as long, which eats the gain.)  BLAS
+    reads the transposes in place.  The output layer is the exception: its z_T
+    and h_T are (B, n_T), the layout forward returns and dy comes in, from
+    z_T = [h_{T-1}, 1] [W_T; b_T].
+
+    Hidden layers of one width keep their [h_t^T; 1^T] in one (T-1, n+1, B)
+    block: backward computes g' of all of them in one call on the block (ones
+    rows included, whose values go unused) instead of one call per layer
+    (elementwise, so the values are the same).
     """
 
-    def __init__(self, batch, sizes, acts, dtype, params, grads, scratch):
+    def __init__(self, batch, sizes, acts, dtype, params, wb, dwb):
         T = len(sizes) - 1
-        self.batch = batch
-        self.x = np.empty((batch, sizes[0]), dtype)           # copy of the input
-        self.z = [np.empty((batch, sizes[t + 1]), dtype) for t in range(T)]
+        self.batch, self.sizes = batch, sizes
         hidden = sizes[1:-1]
         stack = (T > 1 and len(set(hidden)) == 1 and not acts[0].is_identity
                  and acts[0].df_is_arithmetic)
-        self.h_hidden = np.empty((T - 1, batch, hidden[0]), dtype) if stack else None
-        self.dz_hidden = np.empty_like(self.h_hidden) if stack else None
-        # An identity layer's output is its pre-activation: share the buffer.
-        self.h = [z if acts[t].is_identity else self.h_hidden[t] if stack and t < T - 1 else np.empty_like(z)
-                  for t, z in enumerate(self.z)]
-        self.dz = [self.dz_hidden[t] if stack and t < T - 1 else np.empty_like(z)
-                   for t, z in enumerate(self.z)]
-        self.dh = [np.empty((batch, sizes[t]), dtype) for t in range(T)]  # dL/dh_{t-1}
-        self.ones = np.ones(batch, dtype)                      # for 1^T dL/dz
-        # forward, t = 1..T: (h_{t-1}, W_t, b_t, z_t, g_t bound to the layer's buffer or None, h_t)
-        inputs = [self.x] + self.h[:-1]
-        self.forward_layers = [
-            (inputs[t], params[2 * t], params[2 * t + 1], self.z[t],
-             None if acts[t].is_identity else acts[t].kernel(self.h[t]), self.h[t])
-            for t in range(T)]
-        self._acts, self._params, self._grads, self._scratch = acts, params, grads, scratch
-        self._plans = {}
+        self.aug_hidden = np.ones((T - 1, hidden[0] + 1, batch), dtype) if stack else None
+        # aug[t] = [h_t^T; 1^T], layer t+1's input (aug[0] holds x^T); ones written once, here.
+        self.aug = [np.ones((sizes[0] + 1, batch), dtype)] + [
+            self.aug_hidden[t] if stack else np.ones((n + 1, batch), dtype) for t, n in enumerate(hidden)]
+        self.x_T = self.aug[0][:-1]                              # forward copies x^T here
+        # The output layer's z_T and h_T are (B, n_T) C-ordered buffers: the layout forward returns (a
+        # plain copy) and dy comes in.  The *_T lists hold their transposes, like the other layers'.
+        z_out = np.empty((batch, sizes[-1]), dtype)
+        h_out = z_out if acts[-1].is_identity else np.empty_like(z_out)   # identity: h_T is z_T
+        self.z_T = [np.empty((n, batch), dtype) for n in hidden] + [z_out.T]
+        self.h_T = [a[:-1] for a in self.aug[1:]] + [h_out.T]   # h_t^T: rows of the next layer's input
+        # (B, n) views for the properties, made once (stable objects).
+        self.x = self.x_T.T
+        self.z = [z.T for z in self.z_T[:-1]] + [z_out]
+        self.h = [h.T for h in self.h_T[:-1]] + [h_out]
+        # forward, t = 1..T: (A, B, z, g_t bound to h or None, h) for z = A B, h = g_t(z).
+        self.forward_layers = []
+        for t in range(T):
+            if t < T - 1:                      # z_t^T = [W_t; b_t]^T [h_{t-1}^T; 1^T]
+                a, b, z, h = wb[t].T, self.aug[t], self.z_T[t], self.h_T[t]
+            else:                              # z_T = [h_{T-1}, 1] [W_T; b_T]
+                a, b, z, h = self.aug[t].T, wb[t], z_out, h_out
+            # None only where h_t is z_t; an identity hidden layer copies z_t into the next input.
+            self.forward_layers.append((a, b, z, None if h is z else acts[t].kernel(h), h))
+        self._acts, self._params, self._dwb = acts, params, dwb
+        self.plans = {}
 
     def backward_plan(self, rows, input_grad, accumulate):
-        """(hidden blocks or None, per-layer tuples for t = T..1) of a backward through the first
-        ``rows`` rows (leading rows of C-ordered buffers: contiguous views), made once per key."""
+        """(dy's shape, hidden blocks or None, per-layer tuples for t = T..1) of a backward through the
+        first ``rows`` batch columns (None: all), made once per key after checking ``rows``."""
         key = (rows, input_grad, accumulate)
-        plan = self._plans.get(key)
+        plan = self.plans.get(key)
         if plan is None:
-            if len(self._plans) >= 8:
-                self._plans.clear()
-            plan = self._plans[key] = self._make_plan(rows, input_grad, accumulate)
+            n = self.batch if rows is None else rows
+            if not (isinstance(n, (int, np.integer)) and 0 < n <= self.batch):
+                raise ValueError(f"rows must be an int in [1, {self.batch}] (the last forward's batch), "
+                                 f"got {rows!r}")
+            if len(self.plans) >= 8:
+                self.plans.clear()
+            plan = self.plans[key] = self._make_plan(int(n), input_grad, accumulate)
         return plan
 
     def _make_plan(self, n, input_grad, accumulate):
-        T, acts = len(self.z), self._acts
-        grads = self._scratch if accumulate else self._grads
-        inputs = [self.x] + self.h[:-1]
+        """The plan's views, and its own dL/dz^T and dL/dh^T buffers, n columns wide (a dot's out=
+        must be contiguous, and leading columns of a (m, B) buffer are not)."""
+        T, acts, sizes, dtype = len(self.z_T), self._acts, self.sizes, self.z_T[0].dtype
+        full = n == self.batch
+        cols = (lambda a: a) if full else (lambda a: a[..., :n])
+        dwb = self._dwb[accumulate]            # [dW_t; db_t] views of the scratch (accumulate) or grads
         stacked = None
-        if self.h_hidden is not None:
-            stacked = (self.h_hidden[:, :n], self.dz_hidden[:, :n])
+        if self.aug_hidden is not None:        # (g', hidden inputs, g' of them), (T-1, n_hidden + 1, n)
+            g_prime = np.empty((T - 1, sizes[1] + 1, n), dtype)
+            stacked = (acts[0].df_from_output, cols(self.aug_hidden), g_prime)
         layers = []
         for t in range(T - 1, -1, -1):
             if acts[t].is_identity:
-                how = _IDENTITY
+                how, dz_T = _IDENTITY, None
             elif stacked is not None and t < T - 1:
-                how = _G_PRIME_READY
-            else:
-                how = _BACKPROP
-            dh = self.dh[t][:n] if t > 0 or input_grad else None
-            layers.append((how, acts[t], self.h[t][:n], self.dz[t][:n], inputs[t][:n].T,
-                           self._params[2 * t].T, grads[2 * t], grads[2 * t + 1], self.ones[:n], dh))
-        return stacked, layers
+                how, dz_T = _G_PRIME_READY, g_prime[t][:-1]
+            elif t < T - 1:
+                how, dz_T = _BACKPROP, np.empty((sizes[t + 1], n), dtype)
+            else:                              # the output layer's, as its h_T: the transposed (n, n_T)
+                how, dz_T = _BACKPROP, np.empty((n, sizes[t + 1]), dtype).T
+            # [h_{t-1}^T; 1^T] dL/dz_t: ndarray.dot would copy the strided n-column view, matmul reads it.
+            dwb_dot = self.aug[t].dot if full else functools.partial(np.matmul, cols(self.aug[t]))
+            dh_T = np.empty((sizes[t], n), dtype) if t > 0 or input_grad else None
+            layers.append((how, acts[t], cols(self.h_T[t]), dz_T, None if dz_T is None else dz_T.T,
+                           dwb_dot, self._params[2 * t], dwb[t], dh_T, None if dh_T is None else dh_T.T))
+        return (n, sizes[-1]), stacked, layers
 
 
 # How backward gets dL/dz_t from dL/dh_t (see MLP.backward).
@@ -132,9 +176,10 @@ class MLP:
         sizes, activation, output_activation (names), dtype, num_layers.
         preactivations, activations_cache, layer_inputs: from the last
             forward(), per layer, the z_t, the h_t (h_T is the output) and the
-            input h_{t-1} (the first is x), as (B, n) arrays.  They are work
-            buffers, overwritten by the next forward at the same batch size:
-            copy them to keep them.  Meant for per-layer statistics, e.g. the
+            input h_{t-1} (the first is x), as (B, n) arrays.  They are views
+            of work buffers (transposed ones but for the output layer's),
+            overwritten by the next forward at the same batch size: copy them
+            to keep them.  Meant for per-layer statistics, e.g. the
             dead ReLU fraction ``(h == 0).mean()`` or saturated tanh
             ``(abs(h) > 0.99).mean()``.
     """
@@ -174,7 +219,11 @@ class MLP:
         self._flat_scratch = np.zeros(total, dtype)     # this batch's gradient
         self.params = _views(self.flat_params, shapes)
         self.grads = _views(self.flat_grads, shapes)
-        self._scratch = _views(self._flat_scratch, shapes)
+        # [W_t; b_t] as one contiguous (n_{t-1} + 1, n_t) view per layer (b_t is stored right after
+        # W_t): the training path's single-dot affine maps and gradients (see _Workspace).
+        self._wb = _layer_views(self.flat_params, self._sizes)
+        self._dwb = {False: _layer_views(self.flat_grads, self._sizes),      # accumulate=False: grads
+                     True: _layer_views(self._flat_scratch, self._sizes)}    # True: scratch, then added
         self._workspaces = {}
         self._last = None                                # workspace of the last forward
         self._predict_layers = {}                        # batch size -> predict()'s buffers
@@ -190,12 +239,8 @@ class MLP:
         """
         vec = [np.ones(n + 1, self.dtype) for n in self._sizes]    # [h_t, 1] buffers
         self._x_one = vec[0][:-1]
-        self._chain, offset = [], 0
-        for t, act in enumerate(self._acts):
-            fan_in, fan_out = self._sizes[t], self._sizes[t + 1]
-            n = (fan_in + 1) * fan_out
-            wb = self.flat_params[offset:offset + n].reshape(fan_in + 1, fan_out)
-            offset += n
+        self._chain = []
+        for t, (act, wb) in enumerate(zip(self._acts, self._wb)):
             z = vec[t + 1][:-1]
             self._chain.append((vec[t], wb, z, None if act.is_identity else act.kernel(z)))
 
@@ -227,22 +272,25 @@ class MLP:
     @property
     def layer_inputs(self):
         """[x, h_1, ..., h_{T-1}]: what each layer received in the last forward()."""
-        return [] if self._last is None else [self._last.x] + list(self._last.h[:-1])
+        return [] if self._last is None else [self._last.x] + self._last.h[:-1]
 
     def __repr__(self):
         return (f"MLP(sizes={self._sizes}, activation={self.activation!r}, "
                 f"output_activation={self.output_activation!r}, dtype={self.dtype.name})")
 
     # ---------------------------------------------------------------- forward
-    def _workspace(self, batch):
-        ws = self._workspaces.get(batch)
+    def _workspace(self, x):
+        """The workspace for input x, made on first use; checks x's shape (workspaces are keyed by it)."""
+        if x.ndim != 2 or x.shape[1] != self._sizes[0]:
+            raise ValueError(f"forward expects x of shape (batch, {self._sizes[0]}), "
+                             f"got {x.shape}")
+        ws = self._workspaces.get(x.shape)
         if ws is None:
             if len(self._workspaces) >= _MAX_CACHED_BATCH_SIZES:
                 # Evict the oldest size; self._last keeps its own reference.
                 del self._workspaces[next(iter(self._workspaces))]
-            ws = _Workspace(batch, self._sizes, self._acts, self.dtype, self.params, self.grads,
-                            self._scratch)
-            self._workspaces[batch] = ws
+            ws = _Workspace(x.shape[0], self._sizes, self._acts, self.dtype, self.params, self._wb, self._dwb)
+            self._workspaces[x.shape] = ws
         return ws
 
     def forward(self, x):
@@ -252,14 +300,10 @@ class MLP:
         changes to x do not corrupt the gradient.  Returns a fresh array.
         """
         x = np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self._sizes[0]:
-            raise ValueError(f"forward expects x of shape (batch, {self._sizes[0]}), "
-                             f"got {x.shape}")
-        ws = self._workspaces.get(x.shape[0]) or self._workspace(x.shape[0])
-        np.copyto(ws.x, x, casting="same_kind")
-        for h_prev, W, b, z, g, h in ws.forward_layers:
-            h_prev.dot(W, out=z)                # z_t = h_{t-1} W_t
-            np.add(z, b, out=z)                 #     + b_t
+        ws = self._workspaces.get(x.shape) or self._workspace(x)   # a hit is also the shape check
+        np.copyto(ws.x_T, x.T)                  # casting="same_kind" (the default): the one dtype cast
+        for a, b, z, g, h in ws.forward_layers:  # batch in columns but for the output (see _Workspace)
+            a.dot(b, out=z)                     # z_t = h_{t-1} W_t + b_t, as [h_{t-1}, 1] [W_t; b_t]
             if g is not None:
                 g(z, h)                         # h_t = g(z_t)  (identity: h_t is z_t)
         self._last = ws
@@ -329,36 +373,33 @@ class MLP:
         ws = self._last
         if ws is None:
             raise RuntimeError("backward() called before forward(): no cached activations")
+        # Into self.grads, or into the scratch vector that is then added (accumulate).
+        dy_shape, stacked, layers = (ws.plans.get((rows, input_grad, accumulate))
+                                     or ws.backward_plan(rows, input_grad, accumulate))
         dy = np.asarray(dy)
-        n = ws.batch if rows is None else rows
-        if not (isinstance(n, (int, np.integer)) and 0 < n <= ws.batch):
-            raise ValueError(f"rows must be an int in [1, {ws.batch}] (the last forward's batch), "
-                             f"got {rows!r}")
-        if dy.shape != (n, self._sizes[-1]):
-            raise ValueError(f"backward expects dy of shape {(n, self._sizes[-1])} (the last forward's "
+        if dy.shape != dy_shape:
+            raise ValueError(f"backward expects dy of shape {dy_shape} (the last forward's "
                              f"output shape{'' if rows is None else ', first rows'}), got {dy.shape}")
         if dy.dtype != self.dtype:
             dy = dy.astype(self.dtype)
-        # Into self.grads, or into the scratch vector that is then added (accumulate).
-        stacked, layers = ws.backward_plan(int(n), input_grad, accumulate)
         if stacked is not None:                 # g'(z_t) of all hidden layers at once (see _Workspace)
-            h_hidden, dz_hidden = stacked
-            self._acts[0].df_from_output(h_hidden, out=dz_hidden)
-        g = dy                                  # dL/dh_t, from t = T down
-        for how, act, h, dz, h_prev_T, W_T, dW, db, ones, dh in layers:
+            df, h_hidden, g_prime = stacked
+            df(h_hidden, out=g_prime)
+        # dL/dh_t as (rows, n_t) and as its transpose (the workspace's batch-in-columns layout), t = T down.
+        g, g_T = dy, dy.T
+        for how, act, h_T, dz_T, dz, dwb_dot, W, dwb, dh_T, dh in layers:
             if how is _IDENTITY:
-                dz = g                          # dL/dz_t = dL/dh_t
+                dz_T, dz = g_T, g               # dL/dz_t = dL/dh_t
             elif how is _G_PRIME_READY:
-                np.multiply(dz, g, out=dz)      # dL/dz_t = g'(z_t) * dL/dh_t  (dz held g'(z_t))
+                np.multiply(dz_T, g_T, out=dz_T)  # dL/dz_t = g'(z_t) * dL/dh_t  (dz_T held g'(z_t)^T)
             else:
-                act.backprop(g, h, out=dz)      # dL/dz_t = dL/dh_t * g'(z_t)
-            h_prev_T.dot(dz, out=dW)            # dL/dW_t = h_{t-1}^T dL/dz_t
-            ones.dot(dz, out=db)                # dL/db_t = 1^T dL/dz_t
-            if dh is None:                      # t = 1 and no input_grad: dL/dx is not needed
+                act.backprop(g_T, h_T, out=dz_T)  # dL/dz_t = dL/dh_t * g'(z_t)
+            dwb_dot(dz, out=dwb)                # [dL/dW_t; dL/db_t] = [h_{t-1}^T; 1^T] dL/dz_t
+            if dh_T is None:                    # t = 1 and no input_grad: dL/dx is not needed
                 g = None
                 break
-            dz.dot(W_T, out=dh)                 # dL/dh_{t-1} = dL/dz_t W_t^T
-            g = dh
+            W.dot(dz_T, out=dh_T)               # dL/dh_{t-1}^T = W_t dL/dz_t^T
+            g, g_T = dh, dh_T
         if accumulate:
             np.add(self.flat_grads, self._flat_scratch, out=self.flat_grads)
         return None if g is None else g.copy()
@@ -440,6 +481,16 @@ class MLP:
                    dtype if dtype is not None else state.get("dtype", "float64"))
         net.load_state_dict(state)
         return net
+
+
+def _layer_views(flat, sizes):
+    """Per layer t the contiguous (n_{t-1} + 1, n_t) view [W_t; b_t] of ``flat`` (layout W_1, b_1, ...)."""
+    views, offset = [], 0
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        n = (fan_in + 1) * fan_out
+        views.append(flat[offset:offset + n].reshape(fan_in + 1, fan_out))
+        offset += n
+    return views
 
 
 def _views(flat, shapes):
