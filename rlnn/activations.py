@@ -314,13 +314,14 @@ def softmax(x, axis=-1):
     logits of +-1e3 neither overflow nor produce nan.
     """
     x = _as_float(x)
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=e)
+    shifted = x - np.maximum.reduce(x, axis=axis, keepdims=True)
+    e = np.exp(shifted, out=shifted)
+    return np.divide(e, np.add.reduce(e, axis=axis, keepdims=True), out=e)
 
 
 def log_softmax(x, axis=-1):
     """log p_i = (x_i - m) - log sum_j e^{x_j - m},  m = max_j x_j (stable)."""
     x = _as_float(x)
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - np.maximum.reduce(x, axis=axis, keepdims=True)
+    log_sum = np.log(np.add.reduce(np.exp(shifted), axis=axis, keepdims=True))
+    return np.subtract(shifted, log_sum, out=shifted)
