@@ -251,6 +251,16 @@ def test_float32_end_to_end(activation):
     np.testing.assert_allclose(y, net64.forward(x), rtol=1e-4, atol=1e-5)
 
 
+def test_inputs_are_cast_once_and_complex_inputs_are_refused():
+    net = MLP([4, 8, 2], dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).integers(-3, 3, size=(5, 4))       # ints cast like floats
+    np.testing.assert_array_equal(net.forward(x), net.forward(x.astype(np.float32)))
+    np.testing.assert_array_equal(net.predict(x[0]), net.predict(x[0].astype(np.float32)))
+    for bad in (x.astype(complex), x[0].astype(complex)):
+        with pytest.raises(TypeError, match="real-valued input, got dtype complex128"):
+            net.forward(bad) if bad.ndim == 2 else net.predict(bad)
+
+
 def test_same_seed_same_weights_and_generator_seeds():
     a, b = MLP([3, 8, 2], seed=11), MLP([3, 8, 2], seed=11)
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
