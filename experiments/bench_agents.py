@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import agents  # noqa: E402
 from agents.rundir import RunDir  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
+from experiments.pool import PARENT_ENV, die_with_parent  # noqa: E402
 
 
 def run_seed(algo: str, env: str, seed: int, sets: list[str], total_steps: int | None, logdir: str,
@@ -36,6 +37,9 @@ def run_seed(algo: str, env: str, seed: int, sets: list[str], total_steps: int |
     t0 = time.perf_counter()
     run = agents.train(algo, env=env, seed=seed, total_steps=total_steps, set=agents.config.parse_sets(sets),
                        logdir=logdir, quiet=True)
+    parent = os.environ.get(PARENT_ENV)
+    if parent and os.getppid() != int(parent):
+        os._exit(130)       # a worker whose bench died (its SIGTERM stopped this run): no one waits for more
     return row_of(run, seed, time.perf_counter() - t0, threshold, final_episodes)
 
 
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     logdir = args.logdir or tempfile.mkdtemp(prefix=f"bench_{args.algo}_")
     jobs = [(args.algo, args.env, s, args.set, args.total_steps, logdir, args.threshold, args.final_episodes) for s in seeds]
     if args.workers > 1:
-        with ProcessPoolExecutor(args.workers) as pool:
+        os.environ[PARENT_ENV] = str(os.getpid())      # workers die with this process, even by kill -9
+        with ProcessPoolExecutor(args.workers, initializer=die_with_parent) as pool:
             rows = list(pool.map(run_seed, *zip(*jobs)))
     else:
         rows = []
