@@ -14,7 +14,7 @@ parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
 # 1. The tuned preset (experiments/configs/cartpole_{algo}.toml), with changes of our own on top.
-changes = {"run.eval_every": 5_000} if args.algo == "dqn" else {"run.total_steps": 100_000, "agent.lr_anneal_steps": 100_000}
+changes = {"run.eval_every": 5_000}
 run = agents.train(args.algo, env="CartPole-v1", seed=args.seed, set=changes)
 print(f"{run.run_dir}: {run.step:,} steps, last greedy eval {run.evals[-1].mean:.1f}")
 
