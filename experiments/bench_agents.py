@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", required=True, choices=["pg", "dqn"])
     p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--seeds", default="0-9")
+    p.add_argument("--seeds", default="0-9", help="N (seeds 0..N-1), A-B, or a list like 1,4,7 (default 0-9)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--total-steps", type=int)
     p.add_argument("--set", action="append", default=[])
