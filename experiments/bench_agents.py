@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import agents  # noqa: E402
 from agents.rundir import RunDir  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
-from experiments.pool import PARENT_ENV, die_with_parent  # noqa: E402
+from experiments.pool import PARENT_ENV, die_with_parent, orphaned  # noqa: E402
 
 
 def run_seed(algo: str, env: str, seed: int, sets: list[str], total_steps: int | None, logdir: str,
@@ -37,8 +37,7 @@ def run_seed(algo: str, env: str, seed: int, sets: list[str], total_steps: int |
     t0 = time.perf_counter()
     run = agents.train(algo, env=env, seed=seed, total_steps=total_steps, set=agents.config.parse_sets(sets),
                        logdir=logdir, quiet=True)
-    parent = os.environ.get(PARENT_ENV)
-    if parent and os.getppid() != int(parent):
+    if orphaned():
         os._exit(130)       # a worker whose bench died (its SIGTERM stopped this run): no one waits for more
     return row_of(run, seed, time.perf_counter() - t0, threshold, final_episodes)
 
@@ -56,7 +55,7 @@ def row_of(run: agents.Run, seed: int, wall: float, threshold: float, final_epis
 
 def rows_from_runs(parent: str, algo: str, env: str, threshold: float, final_episodes: int) -> list[dict]:
     """``row_of`` every finished run (status done) of ``algo`` on ``env`` directly below ``parent`` (wall =
-    its training seconds as of the last eval), by seed."""
+    its training seconds as of the last eval)."""
     rows = []
     for run_dir in RunDir.find(parent):
         if run_dir.status != "done":
@@ -64,7 +63,7 @@ def rows_from_runs(parent: str, algo: str, env: str, threshold: float, final_epi
         run = agents.load(run_dir.path)
         if run.config.algo == algo and run.config.run.env_id == env and run.evals:
             rows.append(row_of(run, run.config.run.seed, run.evals[-1].elapsed, threshold, final_episodes))
-    return sorted(rows, key=lambda r: r["seed"])
+    return rows
 
 
 def _q(x: list[float]) -> str:

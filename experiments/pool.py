@@ -122,8 +122,14 @@ def die_with_parent() -> None:
         return
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(parent):       # the parent died before the request took effect
+    if orphaned():                          # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def orphaned() -> bool:
+    """In a worker: whether the process named by PARENT_ENV is no longer this one's parent (it died)."""
+    parent = os.environ.get(PARENT_ENV)
+    return bool(parent) and os.getppid() != int(parent)
 
 
 class _Workers:

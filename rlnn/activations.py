@@ -29,6 +29,16 @@ __all__ = [
 ]
 
 
+def _cached(cache, key, make, *args):
+    """cache[key], made by make(*args) on first use; the cache is emptied when it holds 64 entries."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= 64:
+            cache.clear()
+        value = cache[key] = make(*args)
+    return value
+
+
 _SCALARS = {}
 
 
@@ -36,13 +46,7 @@ def _scalar(like, value):
     # A Python float combined with a float32 array costs a conversion on every
     # ufunc call (up to ~2 us on small arrays here); a typed scalar does not.
     # Making one costs ~0.5 us itself, so each (dtype, value) is made once and kept.
-    key = (like.dtype, value)
-    scalar = _SCALARS.get(key)
-    if scalar is None:
-        if len(_SCALARS) >= 64:
-            _SCALARS.clear()
-        scalar = _SCALARS[key] = like.dtype.type(value)
-    return scalar
+    return _cached(_SCALARS, (like.dtype, value), like.dtype.type, value)
 
 
 _ZEROS = {}
@@ -54,13 +58,12 @@ def _zeros_like(x):
     np.maximum(x, 0) takes NumPy's scalar-broadcast path, ~2.5x slower on a
     64x64 float32 array here (3.0 vs 1.1 us) than against a same-shape array.
     """
-    key = (x.shape, x.dtype)
-    zeros = _ZEROS.get(key)
-    if zeros is None:
-        if len(_ZEROS) >= 64:
-            _ZEROS.clear()
-        zeros = _ZEROS[key] = np.zeros(x.shape, x.dtype)
-        zeros.flags.writeable = False
+    return _cached(_ZEROS, (x.shape, x.dtype), _read_only_zeros, x.shape, x.dtype)
+
+
+def _read_only_zeros(shape, dtype):
+    zeros = np.zeros(shape, dtype)
+    zeros.flags.writeable = False
     return zeros
 
 
