@@ -1,4 +1,5 @@
-"""envs: EpisodeStatistics matches Gymnasium's, env state round-trips exactly, eval normalization is frozen."""
+"""envs: our CartPole vector env and EpisodeStatistics match Gymnasium's, env state round-trips exactly, eval
+normalization is frozen."""
 
 import gymnasium as gym
 import numpy as np
@@ -7,6 +8,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 import envs
+from envs.cartpole import CartPoleVectorEnv
 
 
 def _sync(num_envs):
@@ -46,6 +48,41 @@ def test_episode_statistics_match_gymnasium_step_for_step(num_envs):
     assert ended > 20 and ours.episode_count == theirs.episode_count
     assert list(ours.return_queue) == list(theirs.return_queue)
     assert list(ours.length_queue) == list(theirs.length_queue)
+
+
+@pytest.mark.parametrize("num_envs", [1, 4, 16])
+@pytest.mark.parametrize("sutton_barto_reward", [False, True])
+def test_our_cartpole_vector_env_matches_gymnasiums_bit_for_bit(num_envs, sutton_barto_reward):
+    kwargs = dict(num_envs=num_envs, max_episode_steps=30, sutton_barto_reward=sutton_barto_reward)
+    ours, theirs = CartPoleVectorEnv(**kwargs), gym.envs.classic_control.cartpole.CartPoleVectorEnv(**kwargs)
+    for x, y in zip(ours.reset(seed=5)[0], theirs.reset(seed=5)[0]):
+        np.testing.assert_array_equal(x, y)
+    rng, terminated, truncated = np.random.default_rng(1), 0, 0
+    for k in range(3000):
+        # runs of one action end episodes (terminated); alternating actions balance to the time limit
+        actions = rng.integers(0, 2, size=num_envs) if k % 200 < 100 else np.full(num_envs, k % 2)
+        a, b = ours.step(actions), theirs.step(actions)
+        for x, y in zip(a[:4], b[:4]):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(ours.state, theirs.state)
+        terminated += int(b[2].sum())
+        truncated += int(b[3].sum())
+    assert terminated > 50 and truncated > 5    # both kinds of reset were compared
+
+
+@pytest.mark.parametrize("action", [[0, 2], [-1, 0], [0.0, 1.0], [0, 1, 1], [[0, 1]]])
+def test_our_cartpole_vector_env_refuses_actions_outside_0_1(action):
+    env = CartPoleVectorEnv(num_envs=2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="invalid: 2 actions in {0, 1} expected"):
+        env.step(np.array(action))
+
+
+@pytest.mark.parametrize("env_id, max_steps", [("CartPole-v1", 500), ("CartPole-v0", 200)])
+def test_make_vec_env_builds_our_cartpole_vector_env(env_id, max_steps):
+    env = envs.make_vec_env(env_id, 4, seed=0)
+    assert isinstance(env.unwrapped, CartPoleVectorEnv) and env.unwrapped.max_episode_steps == max_steps
 
 
 def test_make_vec_env_uses_it_and_its_state_round_trips():
