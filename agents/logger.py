@@ -64,14 +64,36 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+EVENT_FILE_PREFIX = "events.out.tfevents."
+
+
+def _wait_for_a_later_second(run_dir: str) -> None:
+    """Return once the clock's second is not that of the newest event file in ``run_dir``.
+
+    TensorBoard reads a run's event files in name order, and a name is the prefix, its writer's start
+    second, host, pid and a counter. Two sessions started within one second sort by their pid and
+    counter *strings* ("10" before "9"): the later session would be read first and its points purged by
+    the earlier one's START event. Waiting out that second (at most one, and only when a session
+    starts less than a second after the one before) keeps names in session order.
+    """
+    seconds = [int(name[len(EVENT_FILE_PREFIX):].split(".")[0]) for name in os.listdir(run_dir)
+               if name.startswith(EVENT_FILE_PREFIX) and name[len(EVENT_FILE_PREFIX):].split(".")[0].isdigit()]
+    newest = max(seconds, default=None)
+    while newest is not None and int(time.time()) == newest:
+        time.sleep(0.01)
+
+
 class TensorBoardSink:
-    """Scalars, histograms, text and hparams into one event file of ``run_dir``."""
+    """Scalars, histograms, text and hparams into one event file of ``run_dir``, named to sort after the
+    event files already there."""
 
     def __init__(self, run_dir: str, resume_step: int | None = None):
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._event_pb2 = event_pb2
+        if os.path.isdir(run_dir):
+            _wait_for_a_later_second(run_dir)
         self.writer = EventFileWriter(run_dir, max_queue_size=1000, flush_secs=5)
         # The first START marks the session; a later one (resume) purges stale points at >= its step.
         self.writer.add_event(event_pb2.Event(

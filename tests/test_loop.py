@@ -136,6 +136,21 @@ def test_resume_equals_uninterrupted_bit_for_bit(small_run, algo, num_envs, agen
     assert _returns(whole.run_dir) == _returns(resumed.run_dir)
 
 
+def test_a_resumed_sessions_event_file_sorts_after_the_one_before(small_run):
+    # TensorBoard reads event files in name order, and a name starts with its writer's start second: a
+    # resume less than a second after a short first session must still sort after it, or the first
+    # session's START event, read last, would purge every resumed point.
+    cfg = small_run(seed=0, total_steps=200, checkpoint_every=100, eval_episodes=0)
+    first = train("random", cfg, console=False)
+    train("random", small_run(seed=0, total_steps=400, checkpoint_every=100, eval_episodes=0),
+          run_dir=first.run_dir, resume=True, console=False)
+    names = sorted(n for n in os.listdir(first.run_dir) if n.startswith("events.out.tfevents."))
+    seconds = [int(n.split(".")[3]) for n in names]
+    assert len(names) == 2 and seconds[0] < seconds[1]
+    steps = [s for s, _ in read_scalars(first.run_dir)["charts/episodic_return"]]
+    assert steps == sorted(steps) and 200 < steps[-1] <= 400
+
+
 def test_resume_continues_the_curve_and_purges_stale_points(small_run):
     cfg = small_run(seed=2, total_steps=2_000, checkpoint_every=1_000, keep_checkpoints=5)
     first = train("random", cfg, console=False)
