@@ -7,12 +7,14 @@ action passed to it is ignored. That row is not a real transition; the run loop 
 supports, and the fast NumPy ``CartPoleVectorEnv`` supports nothing else, so we use it everywhere.
 
 Layers, innermost first: the vector env (the registered ``vector_entry_point`` where one exists, else
-``SyncVectorEnv``), ``EpisodeStatistics`` (Gymnasium's ``RecordEpisodeStatistics`` with a leaner
-step; episode return/length in ``info["episode"]``),
-optionally ``NormalizeObservation`` (running mean/variance of observations).
+``SyncVectorEnv``; for CartPole our own ``envs.cartpole.CartPoleVectorEnv``, Gymnasium's bit for bit
+with a cheaper step), ``EpisodeStatistics`` (Gymnasium's ``RecordEpisodeStatistics`` with a leaner
+step; episode return/length in ``info["episode"]``), optionally ``NormalizeObservation`` (running
+mean/variance of observations).
 
-Modules: ``make`` builds and checks envs, ``wrappers`` holds ``EpisodeStatistics``, ``normalize``
-finds and freezes the observation normalizer, ``state`` saves and restores env state.
+Modules: ``make`` builds and checks envs, ``cartpole`` holds the CartPole vector env, ``wrappers``
+``EpisodeStatistics``, ``normalize`` finds and freezes the observation normalizer, ``state`` saves and
+restores env state.
 """
 
 from envs.make import (EnvError, check_env_id, check_spaces, make_eval_env, make_eval_env_from_state,
