@@ -76,9 +76,9 @@ def _wait_for_a_later_second(run_dir: str) -> None:
     the earlier one's START event. Waiting out that second (at most one, and only when a session
     starts less than a second after the one before) keeps names in session order.
     """
-    seconds = [int(name[len(EVENT_FILE_PREFIX):].split(".")[0]) for name in os.listdir(run_dir)
-               if name.startswith(EVENT_FILE_PREFIX) and name[len(EVENT_FILE_PREFIX):].split(".")[0].isdigit()]
-    newest = max(seconds, default=None)
+    fields = [name[len(EVENT_FILE_PREFIX):].split(".")[0] for name in os.listdir(run_dir)
+              if name.startswith(EVENT_FILE_PREFIX)]
+    newest = max((int(field) for field in fields if field.isdigit()), default=None)
     while newest is not None and int(time.time()) == newest:
         time.sleep(0.01)
 
