@@ -2,9 +2,9 @@
 
 CartPole's dynamics are ~40 NumPy calls on arrays of a few elements, so the step's cost is Python and
 NumPy call overhead, not arithmetic: in a run of the CartPole DQN preset, Gymnasium's step (training
-and evaluation) took ~13% of the wall clock. This step does the same float64 arithmetic, operation for operation and in the same
-order (so the same bits: ``tests/test_envs.py`` checks it against Gymnasium's step for step, resets
-included), in fewer and allocation-free calls:
+and evaluation) took ~13% of the wall clock. This step does the same float64 arithmetic, operation for
+operation and in the same order (so the same bits: ``tests/test_envs.py`` checks it against
+Gymnasium's step for step, resets included), in fewer and allocation-free calls:
 
 - the action check is a min and a max, not ``MultiDiscrete.contains`` (~20 us);
 - the two accelerations are written into one (2, n) block and the Euler update of all four state
