@@ -109,6 +109,28 @@ def test_nstep_rows_fold_rewards_and_stop_at_episode_ends(n):
     assert queue.count.sum() == 0
 
 
+def test_nstep_common_step_path_gives_the_general_paths_rows_bit_for_bit():
+    # ``add`` takes a slice-only path when every env runs on with n - 1 transitions waiting; a queue
+    # that always takes the general path (``_add``) must give the same rows, bits and dtypes included.
+    n, num_envs, rng = 3, 4, np.random.default_rng(2)
+    fast, general = (NStepQueue(n, num_envs, 4, 0.97) for _ in range(2))
+    prev_done, steady_steps = np.zeros(num_envs, bool), 0
+    obs = rng.normal(size=(num_envs, 4)).astype(np.float32)
+    for _ in range(2_000):
+        nxt = rng.normal(size=(num_envs, 4)).astype(np.float32)
+        actions, rewards = rng.integers(0, 2, num_envs), rng.normal(size=num_envs)
+        term, trunc = rng.random(num_envs) < 0.03, rng.random(num_envs) < 0.02
+        valid = ~prev_done
+        steady_steps += fast._steady and valid.all() and not (term.any() or trunc.any())
+        a = fast.add(obs, actions, rewards, nxt, term, trunc, valid)
+        b = general._add(obs, actions, rewards, nxt, term, trunc, valid)
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+        prev_done, obs = term | trunc, nxt
+    assert 500 < steady_steps < 2_000          # both paths were taken
+
+
 def test_nstep_agent_learns_from_folded_rows_and_checkpoints_the_queue(tmp_path):
     agent = make_agent(n_step=3, env=EnvInfo(4, 2, 2))
     obs = np.ones((2, 4), np.float32)
