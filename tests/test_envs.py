@@ -55,8 +55,7 @@ def test_episode_statistics_match_gymnasium_step_for_step(num_envs):
 def test_our_cartpole_vector_env_matches_gymnasiums_bit_for_bit(num_envs, sutton_barto_reward):
     kwargs = dict(num_envs=num_envs, max_episode_steps=30, sutton_barto_reward=sutton_barto_reward)
     ours, theirs = CartPoleVectorEnv(**kwargs), gym.envs.classic_control.cartpole.CartPoleVectorEnv(**kwargs)
-    for x, y in zip(ours.reset(seed=5)[0], theirs.reset(seed=5)[0]):
-        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(ours.reset(seed=5)[0], theirs.reset(seed=5)[0])
     rng, terminated, truncated = np.random.default_rng(1), 0, 0
     for k in range(3000):
         # runs of one action end episodes (terminated); alternating actions balance to the time limit
