@@ -173,10 +173,10 @@ def summarize_trial(trial: Trial, spec: SweepSpec, failed: dict[int, str] | None
 
 def finish_trial(trial: Trial, rec: dict) -> None:
     """trial.json and the trial's TensorBoard event file (HPARAMS tab: its params and metrics)."""
-    from agents.logger import TensorBoardSink
+    from agents.logger import EVENT_FILE_PREFIX, TensorBoardSink
 
     os.makedirs(trial.path, exist_ok=True)
-    for old in glob.glob(trial.file("events.out.tfevents.*")):  # a re-finished trial: one session only
+    for old in glob.glob(trial.file(EVENT_FILE_PREFIX + "*")):  # a re-finished trial: one session only
         os.remove(old)
     sink = TensorBoardSink(trial.path)
     sink.hparams({key: hparam_value(v) for key, v in rec["params"].items()}, start_time=time.time())
