@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -12,6 +13,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import NormalizeObservation
 
 from envs import cartpole
+from envs.sync import SyncVectorEnv
 from envs.normalize import freeze_normalizer, obs_normalizer, sync_normalizer
 from envs.wrappers import EpisodeStatistics
 
@@ -100,10 +102,9 @@ def _make(env_id: str, num_envs: int, mode: str, kwargs: dict[str, Any]) -> gym.
     """gym.make_vec in NEXT_STEP mode, with Gymnasium's errors for missing packages and bad keyword
     arguments turned into one line that says what to do."""
     try:
-        if mode == "sync":
-            return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                                vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP}, **kwargs)
         spec = gym.spec(env_id)
+        if mode == "sync":
+            return _make_sync(spec, num_envs, kwargs)
         ours = OUR_VECTOR_ENVS.get(spec.vector_entry_point)
         return gym.make_vec(spec if ours is None else dataclasses.replace(spec, vector_entry_point=ours),
                             num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
@@ -140,4 +141,15 @@ def make_eval_env_from_state(env_id: str, num_envs: int, normalize_obs: bool, en
         count = env_state.get("norm/count")
         freeze_normalizer(env, env_state["norm/mean"], env_state["norm/var"],
                           None if count is None else float(count))
+    return env
+
+
+def _make_sync(spec: gym.envs.registration.EnvSpec, num_envs: int, kwargs: dict[str, Any]) -> SyncVectorEnv:
+    """What ``gym.make_vec(..., vectorization_mode="sync")`` builds, the sub-envs and the vector env's
+    ``spec`` alike, with our ``envs.sync.SyncVectorEnv`` (a leaner step) in place of Gymnasium's."""
+    vector_kwargs = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    env = SyncVectorEnv([functools.partial(gym.make, spec, **kwargs)] * num_envs, **vector_kwargs)
+    spec_kwargs = {**spec.kwargs, **kwargs} | ({"num_envs": num_envs} if num_envs != 1 else {})
+    env.unwrapped.spec = dataclasses.replace(spec, kwargs=spec_kwargs | {"vectorization_mode": "sync",
+                                                                         "vector_kwargs": vector_kwargs})
     return env

@@ -26,7 +26,8 @@ class EpisodeStatistics(RecordEpisodeStatistics):
             return super().step(actions)
         observations, rewards, terminations, truncations, infos = self.env.step(actions)
         prev = self.prev_dones
-        if prev.any():      # these sub-envs just reset: their row is not part of any episode
+        # np.count_nonzero, not .any(): ~0.6 us against ~2 for the method's Python reduction wrapper
+        if np.count_nonzero(prev):      # these sub-envs just reset: their row is not part of any episode
             live = ~prev
             self.episode_returns[prev] = 0
             self.episode_returns[live] += rewards[live]
@@ -37,7 +38,7 @@ class EpisodeStatistics(RecordEpisodeStatistics):
             self.episode_returns += rewards
             self.episode_lengths += 1
         self.prev_dones = dones = np.logical_or(terminations, truncations)
-        if dones.any():
+        if np.count_nonzero(dones):
             key = self._stats_key
             if key in infos or f"_{key}" in infos:
                 raise ValueError(f"Attempted to add episode stats with key '{key}' but this key already "

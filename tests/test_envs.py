@@ -9,6 +9,7 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 import envs
 from envs.cartpole import CartPoleVectorEnv
+from envs.sync import SyncVectorEnv
 
 
 def _sync(num_envs):
@@ -68,6 +69,51 @@ def test_our_cartpole_vector_env_matches_gymnasiums_bit_for_bit(num_envs, sutton
         terminated += int(b[2].sum())
         truncated += int(b[3].sum())
     assert terminated > 50 and truncated > 5    # both kinds of reset were compared
+
+
+def _assert_same_step(a, b):
+    for x, y in zip(a[:4], b[:4]):
+        assert type(x) is type(y) and x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+    assert list(a[4]) == list(b[4])
+    for key in b[4]:
+        np.testing.assert_array_equal(a[4][key], b[4][key])
+
+
+# FrozenLake: Discrete observations, and an info dict on every step and reset (the _add_info path).
+@pytest.mark.parametrize("env_id, num_envs", [("CartPole-v1", 1), ("CartPole-v1", 3), ("Acrobot-v1", 2),
+                                              ("MountainCar-v0", 1), ("FrozenLake-v1", 3)])
+def test_our_sync_vector_env_matches_gymnasiums_step_for_step(env_id, num_envs):
+    ours = envs.make_vec_env(env_id, num_envs, seed=0, vectorization_mode="sync").unwrapped
+    theirs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                          vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP})
+    assert type(ours) is SyncVectorEnv and ours.spec == theirs.spec
+    reset_a, reset_b = ours.reset(seed=3), theirs.reset(seed=3)
+    np.testing.assert_array_equal(reset_a[0], reset_b[0])
+    rng, ends = np.random.default_rng(2), 0
+    n_actions = int(ours.single_action_space.n)
+    for _ in range(1500):
+        actions = rng.integers(0, n_actions, size=num_envs)
+        a, b = ours.step(actions), theirs.step(actions)
+        _assert_same_step(a, b)
+        assert a[0] is not ours._observations      # a fresh array, as Gymnasium's deepcopy
+        ends += int(np.count_nonzero(b[2] | b[3]))
+    assert ends >= 3                            # resets (the NEXT_STEP rows) were compared too
+
+
+def test_our_sync_vector_env_leaves_other_action_batches_to_gymnasium():
+    ours = envs.make_vec_env("CartPole-v1", 2, seed=0, vectorization_mode="sync").unwrapped
+    theirs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync",
+                          vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP})
+    ours.reset(seed=1)
+    theirs.reset(seed=1)
+    _assert_same_step(ours.step([0, 1]), theirs.step([0, 1]))     # a list: Gymnasium's step
+    for bad in (np.zeros(3, np.int64), np.zeros(1, np.int64)):      # the wrong number of actions
+        with pytest.raises(ValueError) as mine:
+            ours.step(bad)
+        with pytest.raises(ValueError) as gyms:
+            theirs.step(bad)
+        assert str(mine.value) == str(gyms.value)
 
 
 @pytest.mark.parametrize("action", [[0, 2], [-1, 0], [0.0, 1.0], [0, 1, 1], [[0, 1]]])
