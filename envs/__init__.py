@@ -6,15 +6,16 @@ action passed to it is ignored. That row is not a real transition; the run loop 
 ``agents.loop``). NEXT_STEP is the one mode every Gymnasium vector env and vector observation wrapper
 supports, and the fast NumPy ``CartPoleVectorEnv`` supports nothing else, so we use it everywhere.
 
-Layers, innermost first: the vector env (the registered ``vector_entry_point`` where one exists, else
-``SyncVectorEnv``; for CartPole our own ``envs.cartpole.CartPoleVectorEnv``, Gymnasium's bit for bit
-with a cheaper step), ``EpisodeStatistics`` (Gymnasium's ``RecordEpisodeStatistics`` with a leaner
+Layers, innermost first: the vector env (the registered ``vector_entry_point`` where one exists and
+there are 4 envs or more, for CartPole our own ``envs.cartpole.CartPoleVectorEnv``, Gymnasium's bit for
+bit with a cheaper step; else our ``envs.sync.SyncVectorEnv``, Gymnasium's ``SyncVectorEnv`` with a
+cheaper step), ``EpisodeStatistics`` (Gymnasium's ``RecordEpisodeStatistics`` with a leaner
 step; episode return/length in ``info["episode"]``), optionally ``NormalizeObservation`` (running
 mean/variance of observations).
 
-Modules: ``make`` builds and checks envs, ``cartpole`` holds the CartPole vector env, ``wrappers``
-``EpisodeStatistics``, ``normalize`` finds and freezes the observation normalizer, ``state`` saves and
-restores env state.
+Modules: ``make`` builds and checks envs, ``cartpole`` holds the CartPole vector env, ``sync`` the
+sync vector env, ``wrappers`` ``EpisodeStatistics``, ``normalize`` finds and freezes the observation
+normalizer, ``state`` saves and restores env state.
 """
 
 from envs.make import (EnvError, check_env_id, check_spaces, make_eval_env, make_eval_env_from_state,
