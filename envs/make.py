@@ -83,9 +83,10 @@ def make_vec_env(
         raise EnvError(f"vectorization_mode={vectorization_mode!r} is not allowed: use auto, sync or vector_entry_point")
     mode = vectorization_mode
     if mode == "auto":
-        # Measured here (CartPole, µs per call at n = 1/2/4/8/16, two runs' lower figures): sync
-        # 32/46/103/133/243, Gymnasium's NumPy vector env 85/81/119/77/83, ours (envs.cartpole)
-        # 48/50/69/44/50. The NumPy env's cost is fixed per call, so it wins from about 4 envs on.
+        # Measured here (CartPole, µs per call at n = 1/2/4/8/16, two runs' lower figures, 2026-11-30):
+        # Gymnasium's SyncVectorEnv 51/43/71/116/214, ours (envs.sync) 29/33/58/102/184; Gymnasium's
+        # NumPy vector env 95/108/88/79/79, ours (envs.cartpole) 61/40/46/44/80. The NumPy env's cost is
+        # nearly fixed per call, the sync env's grows with n: the NumPy env wins from about 4 envs on.
         has_vector = gym.registry[env_id].vector_entry_point is not None
         mode = "vector_entry_point" if has_vector and num_envs >= 4 else "sync"
     env = _make(env_id, num_envs, mode, kwargs)
