@@ -13,8 +13,8 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import NormalizeObservation
 
 from envs import cartpole
-from envs.sync import SyncVectorEnv
 from envs.normalize import freeze_normalizer, obs_normalizer, sync_normalizer
+from envs.sync import SyncVectorEnv
 from envs.wrappers import EpisodeStatistics
 
 __all__ = [
@@ -100,8 +100,8 @@ def make_vec_env(
 
 
 def _make(env_id: str, num_envs: int, mode: str, kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
-    """gym.make_vec in NEXT_STEP mode, with Gymnasium's errors for missing packages and bad keyword
-    arguments turned into one line that says what to do."""
+    """The vector env in NEXT_STEP mode (ours where we have one), with Gymnasium's errors for missing
+    packages and bad keyword arguments turned into one line that says what to do."""
     try:
         spec = gym.spec(env_id)
         if mode == "sync":
