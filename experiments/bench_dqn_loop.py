@@ -19,6 +19,14 @@ are wall-clock times: on a machine busy with other work they include time the pr
 Part 3 times each piece of one step on a warmed-up agent alone, in microseconds per call (best of 5
 repeats): where a step's time goes.
 
+    python experiments/bench_dqn_loop.py --against /path/to/other/checkout --pairs 10 [--seeds 0-1]
+
+compares instead: pair i runs seed i (cycling through --seeds) for --steps env steps in the other
+checkout, then in this one, each in a fresh process, and prints both learning-phase SPS per pair,
+their medians and ratios. This machine's speed drifts by 10-20% within minutes; many short
+alternations, each pair run back to back, let the drift hit both sides alike. The other checkout
+needs ``experiments.bench_dqn_loop.run_loop(seed, steps, sets, logdir)``.
+
 BLAS threads default to 1 (``import experiments`` sets it before NumPy is imported), as in the CLI.
 """
 
@@ -26,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -197,12 +207,58 @@ def time_pieces(agent_cfg, seed: int = 0) -> list[tuple[str, float]]:
     return pieces
 
 
+# Run in a fresh process with a checkout's root first on sys.path: one run_loop, its learning-phase SPS.
+_ONE_RUN = """import sys, tempfile
+root, seed, steps, sets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+sys.path.insert(0, root)
+from experiments.bench_dqn_loop import run_loop
+print(run_loop(seed, steps, sets, tempfile.mkdtemp(prefix="bench_dqn_loop_"))["learn_sps"])
+"""
+
+
+def _learn_sps_in(root: str, seed: int, steps: int, sets: list[str]) -> float:
+    env = {**os.environ, "PYTHONPATH": root}     # the checkout's own packages, not an installed rlnn
+    done = subprocess.run([sys.executable, "-c", _ONE_RUN, root, str(seed), str(steps), *sets], cwd=root, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the run in {root} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return float(done.stdout.split()[-1])
+
+
+def compare(other: str, pairs: int, seeds: list[int], steps: int, sets: list[str]) -> None:
+    """Alternate runs of the other checkout and this one; print SPS per pair, medians and ratios."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    print(f"classic DQN loop, learning-phase SPS: {other} (other) then {here} (this), {steps:,} env steps per run\n")
+    print("| pair | seed | other | this | ratio |")
+    print("|---|---|---|---|---|")
+    theirs, ours = [], []
+    for i in range(pairs):
+        seed = seeds[i % len(seeds)]
+        theirs.append(_learn_sps_in(other, seed, steps, sets))
+        ours.append(_learn_sps_in(here, seed, steps, sets))
+        print(f"| {i} | {seed} | {theirs[-1]:,.0f} | {ours[-1]:,.0f} | {ours[-1] / theirs[-1]:.2f} |", flush=True)
+    ratios = [b / a for a, b in zip(theirs, ours)]
+    print(f"\nmedian SPS: other {statistics.median(theirs):,.0f} ({min(theirs):,.0f}-{max(theirs):,.0f}), "
+          f"this {statistics.median(ours):,.0f} ({min(ours):,.0f}-{max(ours):,.0f}); ratio of the medians "
+          f"{statistics.median(ours) / statistics.median(theirs):.3f}, median ratio of a pair "
+          f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--set", action="append", default=[], help="extra config, e.g. agent.dtype=float64")
+    p.add_argument("--against", metavar="CHECKOUT", help="compare with the loop of another checkout of rlnn")
+    p.add_argument("--pairs", type=int, default=10, help="with --against: runs of each (default 10)")
     args = p.parse_args(argv)
+    if args.against is not None:
+        if not os.path.isfile(os.path.join(args.against, "experiments", "bench_dqn_loop.py")):
+            p.error(f"--against {args.against}: not a checkout of rlnn (no experiments/bench_dqn_loop.py there)")
+        if args.pairs < 1:
+            p.error(f"--pairs {args.pairs}: must be at least 1")
+        compare(os.path.abspath(args.against), args.pairs, parse_seeds(args.seeds), args.steps, args.set)
+        return 0
     logdir = tempfile.mkdtemp(prefix="bench_dqn_loop_")
     rows = []
     for seed in parse_seeds(args.seeds):
