@@ -221,7 +221,8 @@ def _learn_sps_in(root: str, seed: int, steps: int, sets: list[str]) -> float:
     done = subprocess.run([sys.executable, "-c", _ONE_RUN, root, str(seed), str(steps), *sets], cwd=root, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"the run in {root} failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise SystemExit(f"the run in {root} failed: {last}")
     return float(done.stdout.split()[-1])
 
 

@@ -27,3 +27,12 @@ def test_against_something_that_is_not_a_checkout_is_a_one_line_error(tmp_path, 
         bench_dqn_loop.main(["--against", str(tmp_path), "--pairs", "1"])
     assert exit_.value.code == 2
     assert f"--against {tmp_path}: not a checkout of rlnn" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_in_the_other_checkout_stops_with_its_last_error_line(tmp_path):
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "__init__.py").write_text("")
+    (tmp_path / "experiments" / "bench_dqn_loop.py").write_text("raise RuntimeError('no run_loop here')\n")
+    with pytest.raises(SystemExit) as exit_:
+        bench_dqn_loop.main(["--against", str(tmp_path), "--pairs", "1"])
+    assert str(exit_.value) == f"the run in {tmp_path} failed: RuntimeError: no run_loop here"
