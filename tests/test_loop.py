@@ -15,6 +15,7 @@ from rlnn.checkpoint import flatten
 from agents.dqn import DQNConfig
 from agents.pg import PGConfig
 from agents.random import RandomAgent, RandomConfig
+from agents.logger import EVENT_FILE_PREFIX
 from agents.loop import TrainingDiverged, train
 
 CARTPOLE_X, CARTPOLE_THETA = 2.4, 12 * 2 * np.pi / 360
@@ -144,7 +145,7 @@ def test_a_resumed_sessions_event_file_sorts_after_the_one_before(small_run):
     first = train("random", cfg, console=False)
     train("random", small_run(seed=0, total_steps=400, checkpoint_every=100, eval_episodes=0),
           run_dir=first.run_dir, resume=True, console=False)
-    names = sorted(n for n in os.listdir(first.run_dir) if n.startswith("events.out.tfevents."))
+    names = sorted(n for n in os.listdir(first.run_dir) if n.startswith(EVENT_FILE_PREFIX))
     seconds = [int(n.split(".")[3]) for n in names]
     assert len(names) == 2 and seconds[0] < seconds[1]
     steps = [s for s, _ in read_scalars(first.run_dir)["charts/episodic_return"]]
