@@ -103,8 +103,7 @@ def load(run_dir: str, checkpoint: str | None = None) -> Run:
     info = EnvInfo.from_env(probe)
     probe.close()
     # Built as it was trained (buffers are sized by the run's num_envs); acting takes any batch size.
-    agent = agent_cls(cfg.agent, EnvInfo(info.obs_dim, info.num_actions, cfg.run.num_envs),
-                      np.random.default_rng(0))
+    agent = agent_cls(cfg.agent, info.with_num_envs(cfg.run.num_envs), np.random.default_rng(0))
     path = checkpoint or rd.latest_checkpoint()
     meta, arrays = rd.load_checkpoint(path)
     try:

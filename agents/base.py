@@ -6,6 +6,7 @@ Also here: ``EnvInfo`` (what an agent is told about its environment), the genera
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,17 +19,55 @@ NETWORK_DTYPES = ("float32", "float64")     # the precisions an agent's networks
 
 @dataclass(frozen=True)
 class EnvInfo:
-    """What an agent needs to know about its environment to build itself."""
+    """What an agent needs to know about its environment to build itself.
+
+    Observations are flat vectors of ``obs_dim`` numbers (``envs`` flattens other spaces). Actions are
+    either one of ``num_actions`` choices (a Discrete space; ``action_dim`` 0) or a vector of
+    ``action_dim`` numbers in the box ``[action_low, action_high]`` (a Box space; ``num_actions`` 0).
+    """
 
     obs_dim: int
     num_actions: int
     num_envs: int
+    action_dim: int = 0
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+
+    @property
+    def discrete(self) -> bool:
+        return self.num_actions > 0
+
+    @property
+    def action_kind(self) -> str:
+        """"discrete" or "continuous": the kinds of ``Agent.action_kinds``."""
+        return "discrete" if self.discrete else "continuous"
+
+    @classmethod
+    def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> "EnvInfo":
+        if isinstance(action_space, gym.spaces.Discrete):
+            return cls(obs_dim=int(np.prod(observation_space.shape)), num_actions=int(action_space.n),
+                       num_envs=num_envs)
+        return cls(obs_dim=int(np.prod(observation_space.shape)), num_actions=0, num_envs=num_envs,
+                   action_dim=int(np.prod(action_space.shape)),
+                   action_low=tuple(float(v) for v in np.ravel(action_space.low)),
+                   action_high=tuple(float(v) for v in np.ravel(action_space.high)))
 
     @classmethod
     def from_env(cls, env: gym.vector.VectorEnv) -> "EnvInfo":
-        obs_space, act_space = env.single_observation_space, env.single_action_space
-        num_actions = int(act_space.n) if isinstance(act_space, gym.spaces.Discrete) else 0
-        return cls(obs_dim=int(np.prod(obs_space.shape)), num_actions=num_actions, num_envs=env.num_envs)
+        return cls.from_spaces(env.single_observation_space, env.single_action_space, env.num_envs)
+
+    def with_num_envs(self, num_envs: int) -> "EnvInfo":
+        return dataclasses.replace(self, num_envs=num_envs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EnvInfo":
+        return cls(obs_dim=int(data["obs_dim"]), num_actions=int(data["num_actions"]),
+                   num_envs=int(data["num_envs"]), action_dim=int(data.get("action_dim", 0)),
+                   action_low=tuple(float(v) for v in data.get("action_low", ())),
+                   action_high=tuple(float(v) for v in data.get("action_high", ())))
 
 
 class Agent:
@@ -39,7 +78,8 @@ class Agent:
 
         Agent(config, env_info, rng)      config: the algorithm's Config dataclass; rng: the agent's
                                           only source of randomness (one seed fixes a run)
-        act(obs (n, d), step, greedy=False) -> actions (n,) int
+        act(obs (n, d), step, greedy=False) -> actions: (n,) int for a discrete action space, (n, m)
+                                          float within [action_low, action_high] for a continuous one
         observe(obs (n, d), actions (n,), rewards (n,), next_obs (n, d),
                 terminated (n,) bool, truncated (n,) bool, valid (n,) bool) -> None
         learn(step) -> dict[str, float]   metrics under the documented tags; {} if it did not learn
@@ -50,8 +90,8 @@ class Agent:
         optimizers() -> {name: optimizer} the optimizer of networks()[name], for update ratios
         gradient_checks(batch) -> {loss name: (network, closure)}   for ``rlnn check-gradients``
 
-    and the class attributes ``name`` (the algorithm's name), ``requires_discrete`` (the loop refuses a
-    continuous action space) and ``output_kinds`` ({network name: "logits" | "q_values" | "values"},
+    and the class attributes ``name`` (the algorithm's name), ``action_kinds`` (the action spaces it can
+    take: "discrete", "continuous"; the loop refuses the others before anything starts) and ``output_kinds`` ({network name: "logits" | "q_values" | "values"},
     how the inspector draws the network's outputs).
 
     When each is called, per iteration of the loop::
@@ -75,7 +115,7 @@ class Agent:
     """
 
     name: ClassVar[str]                              # each algorithm sets its own
-    requires_discrete: ClassVar[bool] = True
+    action_kinds: ClassVar[tuple[str, ...]] = ("discrete",)
     output_kinds: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any, env_info: EnvInfo, rng: np.random.Generator):

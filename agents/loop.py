@@ -32,7 +32,7 @@ from agents.base import EnvInfo
 from agents.config import RunConfig, TrainConfig, resume_changes
 from agents.evaluate import evaluate
 from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table
-from agents.registry import get_algo
+from agents.registry import check_spaces, get_algo
 from agents.loop_state import LoopState, RunResult, seeds_for
 from agents.rundir import CheckpointError, EvalRecord, RunDir
 from agents.signals import StopFlag
@@ -65,6 +65,7 @@ def train(
     stream=None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     checkpoint: str | None = None,
+    maker: envs.EnvMaker | None = None,
 ) -> RunResult:
     """Train ``algo`` as ``run_cfg`` says; log and checkpoint into ``run_dir`` (a new directory under
     ``run_cfg.logdir`` if None). The process holds the run directory's lock while it writes there.
@@ -74,19 +75,24 @@ def train(
     config.json may change only ``agents.config.RESUME_CHANGEABLE`` keys, and the change is recorded.
     ``callback(info)`` is called after every vector step (and after the final evaluation) with the step,
     agent, metrics, env, obs and the evaluation record, if one ran.
+    ``maker``: what makes the envs when the env was given as an object (``envs.maker_for``);
+    ``run_cfg.env_id`` is then only its name.
     Returns a RunResult; raises TrainingDiverged on a non-finite quantity.
     """
     config_cls, _ = get_algo(algo)
     cfg = TrainConfig(algo, run_cfg, config_cls() if agent_cfg is None else agent_cfg)
-    session = _Session(cfg, None if run_dir is None else RunDir(run_dir), console, stream or sys.stdout, callback)
+    session = _Session(cfg, None if run_dir is None else RunDir(run_dir), console, stream or sys.stdout, callback,
+                       maker)
     return session.run(resume, checkpoint)
 
 
 class _Session:
     """One training session of one run: setup -> resume -> steps -> finish."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: RunDir | None, console: bool, stream, callback):
+    def __init__(self, cfg: TrainConfig, run_dir: RunDir | None, console: bool, stream, callback,
+                 maker: envs.EnvMaker | None = None):
         self.cfg, self.run_dir, self.console, self.stream, self.callback = cfg, run_dir, console, stream, callback
+        self.maker = maker
         self.result = RunResult(run_dir="", step=0, episodes=0, status="done")
         self.elapsed_step = -1
         self.last_metrics: dict[str, float] = {}
@@ -95,15 +101,19 @@ class _Session:
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         run, (_, agent_cls) = self.cfg.run, get_algo(self.cfg.algo)
-        envs.check_env_id(run.env_id)
         agent_rng, self.env_seed, self.eval_seed = seeds_for(run.seed)
-        self.env = envs.make_vec_env(run.env_id, run.num_envs, seed=self.env_seed,
-                                     normalize_obs=run.normalize_obs, **run.env_kwargs)
-        envs.check_spaces(self.env.single_observation_space, self.env.single_action_space,
-                          discrete_actions=agent_cls.requires_discrete)
-        self.eval_env = (envs.make_eval_env(run.env_id, run.eval_episodes, self.env, **run.env_kwargs)
-                         if run.eval_episodes > 0 else None)
-        self.agent = agent_cls(self.cfg.agent, EnvInfo.from_env(self.env), agent_rng)
+        self.env = envs.make_vec_env(run.env_id, run.num_envs, seed=self.env_seed, normalize_obs=run.normalize_obs,
+                                     maker=self.maker, **run.env_kwargs)
+        try:
+            check_spaces(self.cfg.algo, run.env_id, self.env.single_observation_space, self.env.single_action_space,
+                         agent_cls.action_kinds)
+            self.eval_env = (envs.make_eval_env(run.env_id, run.eval_episodes, self.env, maker=self.maker,
+                                                **run.env_kwargs) if run.eval_episodes > 0 else None)
+        except BaseException:
+            self.env.close()
+            raise
+        self.env_info = EnvInfo.from_env(self.env)
+        self.agent = agent_cls(self.cfg.agent, self.env_info, agent_rng)
         obs, _ = self.env.reset(seed=self.env_seed)
         self.state = LoopState.start(run, obs)
 
@@ -387,7 +397,9 @@ class _Session:
         s = self.state
         self.logger.flush(durable=True)
         loop_meta = dict(s.meta(), elapsed=self._elapsed())
-        meta = {"algo": self.cfg.algo, "config": self.cfg.to_dict(), "loop": loop_meta}
+        meta = {"algo": self.cfg.algo, "config": self.cfg.to_dict(), "loop": loop_meta,
+                "env": {"info": self.env_info.to_dict(),
+                        "observation_space": envs.space_to_dict(envs.raw_observation_space(self.env))}}
         arrays = {"agent": self.agent.state_dict(), "env": envs.env_state(self.env), "loop": s.arrays()}
         return self.run_dir.save_checkpoint(s.step, meta, arrays, self.cfg.run.keep_checkpoints)
 

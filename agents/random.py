@@ -16,6 +16,7 @@ class RandomConfig:
 
 class RandomAgent(Agent):
     name = "random"
+    action_kinds = ("discrete", "continuous")
 
     def __init__(self, config: RandomConfig, env_info: EnvInfo, rng: np.random.Generator):
         super().__init__(config, env_info, rng)
@@ -23,8 +24,12 @@ class RandomAgent(Agent):
         self.eval_rng = np.random.default_rng(rng.integers(2**63))
 
     def act(self, obs: np.ndarray, step: int = 0, greedy: bool = False) -> np.ndarray:
+        """Uniform over the actions: one of ``num_actions``, or a point of the action box."""
         rng = self.eval_rng if greedy else self.rng
-        return rng.integers(0, self.env_info.num_actions, size=len(obs))
+        info = self.env_info
+        if info.discrete:
+            return rng.integers(0, info.num_actions, size=len(obs))
+        return rng.uniform(info.action_low, info.action_high, size=(len(obs), info.action_dim))
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
         pass

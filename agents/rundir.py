@@ -69,9 +69,12 @@ class RunDir:
     # ------------------------------------------------------------------ naming
     @staticmethod
     def name(env_id: str, algo: str, seed: int, unix_time: int | None = None) -> str:
-        """CleanRL's ``{env}__{algo}__{seed}__{time}`` (a "/" in an env id becomes "-")."""
+        """CleanRL's ``{env}__{algo}__{seed}__{time}``, the env by its short name (``envs.short_name``:
+        "ALE/Pong-v5" -> "ALE-Pong-v5", "my_pkg.envs:LineWalk-v0" -> "LineWalk-v0")."""
+        from envs import short_name
+
         t = int(time.time()) if unix_time is None else unix_time
-        return f"{env_id.replace('/', '-')}__{algo}__{seed}__{t}"
+        return f"{short_name(env_id)}__{algo}__{seed}__{t}"
 
     @classmethod
     def create_new(cls, logdir: str, env_id: str, algo: str, seed: int) -> "RunDir":

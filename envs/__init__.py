@@ -13,13 +13,20 @@ cheaper step), ``EpisodeStatistics`` (Gymnasium's ``RecordEpisodeStatistics`` wi
 step; episode return/length in ``info["episode"]``), optionally ``NormalizeObservation`` (running
 mean/variance of observations).
 
-Modules: ``make`` builds and checks envs, ``cartpole`` holds the CartPole vector env, ``sync`` the
-sync vector env, ``wrappers`` ``EpisodeStatistics``, ``normalize`` finds and freezes the observation
-normalizer, ``state`` saves and restores env state.
+Each sub-env's observations are flattened by Gymnasium's ``FlattenObservation`` when they are not a
+flat Box (``envs.spaces``): an MLP reads one flat vector.
+
+Modules: ``source`` names a run's env (an id, ``module:EnvId``, an entry point, an object given in a
+script) and runs Gymnasium's env checker on envs that are not Gymnasium's own, ``spaces`` flattens
+observations of any fixed-size space, ``make`` builds and checks vector envs, ``cartpole`` holds the
+CartPole vector env, ``sync`` the sync vector env, ``wrappers`` ``EpisodeStatistics``, ``normalize``
+finds and freezes the observation normalizer, ``state`` saves and restores env state.
 """
 
-from envs.make import (EnvError, check_env_id, check_spaces, make_eval_env, make_eval_env_from_state,
-                       make_vec_env)
+from envs.make import (EnvError, EnvMaker, action_kind, check_env_id, check_observation_space, check_spaces,
+                       make_eval_env, make_eval_env_from_state, make_vec_env, raw_observation_space)
+from envs.source import maker_for, short_name
+from envs.spaces import flatten_batch, space_from_dict, space_to_dict
 from envs.normalize import freeze_normalizer, obs_normalizer, sync_normalizer
 from envs.state import env_state, load_env_state
 from envs.wrappers import EpisodeStatistics
@@ -27,5 +34,6 @@ from envs.wrappers import EpisodeStatistics
 from envs import make as _make
 
 # make's own list, once; then the other modules' names
-__all__ = [*_make.__all__, "env_state", "load_env_state", "obs_normalizer", "freeze_normalizer", "sync_normalizer",
+__all__ = [*_make.__all__, "maker_for", "short_name", "flatten_batch", "space_to_dict", "space_from_dict",
+           "env_state", "load_env_state", "obs_normalizer", "freeze_normalizer", "sync_normalizer",
            "EpisodeStatistics"]

@@ -3,64 +3,79 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers import FlattenObservation
+from gymnasium.wrappers.vector import FlattenObservation as FlattenVectorObservation
 from gymnasium.wrappers.vector import NormalizeObservation
 
 from envs import cartpole
+from envs.source import EnvError, EnvMaker, check_user_env, is_gymnasiums_own, resolve
+from envs.spaces import needs_flatten, unsupported_part
 from envs.normalize import freeze_normalizer, obs_normalizer, sync_normalizer
 from envs.sync import SyncVectorEnv
 from envs.wrappers import EpisodeStatistics
 
 __all__ = [
     "EnvError",
+    "EnvMaker",
     "check_env_id",
     "check_spaces",
+    "action_kind",
     "make_vec_env",
     "make_eval_env",
     "make_eval_env_from_state",
+    "check_observation_space",
+    "raw_observation_space",
 ]
 
 
-class EnvError(ValueError):
-    """A user-facing problem with an environment: unknown id, unsupported spaces."""
-
-
-# Env families registered only once a package of their own is installed: the package to name when one
-# of their ids is asked for (instead of suggesting a look-alike id from another family).
-NAMESPACE_PACKAGES = {"ALE": "ale-py", "MinAtar": "minatar", "MiniGrid": "minigrid", "BabyAI": "minigrid",
-                      "highway": "highway-env", "procgen": "procgen"}
 # Registered NumPy vector envs we replace with our own: the same dynamics bit for bit, a cheaper step.
 OUR_VECTOR_ENVS = {"gymnasium.envs.classic_control.cartpole:CartPoleVectorEnv": cartpole.ENTRY_POINT}
 # Gymnasium's own optional dependencies, as rlnn's extras (pyproject.toml) that install them.
 EXTRAS = {"box2d": "box2d", "Box2D": "box2d", "pygame": "render"}
+ACTION_KINDS = ("discrete", "continuous")
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise EnvError naming close matches when ``env_id`` is not registered, or the package that would
-    register it."""
-    if env_id in gym.registry:
-        return
-    namespace = env_id.split("/")[0] if "/" in env_id else None
-    if namespace in NAMESPACE_PACKAGES:
-        raise EnvError(f"{env_id}: the {namespace} environments are not installed: pip install "
-                       f"{NAMESPACE_PACKAGES[namespace]}")
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry()"
-    raise EnvError(f"unknown environment id {env_id!r}{hint}")
+    """Raise EnvError (one line: close matches, the package or module to install or import) unless
+    ``env_id`` names an env rlnn can make (``envs.source`` lists the forms)."""
+    resolve(env_id)
 
 
-def check_spaces(observation_space: gym.Space, action_space: gym.Space, discrete_actions: bool = True) -> None:
-    """Our MLP agents need a flat Box observation and (for pg/dqn) a Discrete action space."""
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise EnvError(f"observation space {observation_space} is not supported: a flat Box of shape (n,) is required")
-    if discrete_actions and not isinstance(action_space, gym.spaces.Discrete):
-        raise EnvError(f"action space {action_space} is not supported: a Discrete action space is required")
+def check_observation_space(space: gym.Space) -> None:
+    """An MLP takes any space with a fixed flat size (``envs.spaces``); EnvError for the others."""
+    bad = unsupported_part(space)
+    if bad is not None:
+        raise EnvError(f"observation space {space} is not supported: {type(bad).__name__} has no fixed flat size; "
+                       "an MLP takes Box, Discrete, MultiDiscrete, MultiBinary and Tuple/Dict of them")
+
+
+def action_kind(space: gym.Space) -> str:
+    """"discrete" for Discrete(n), "continuous" for a Box of finite bounds; EnvError for anything else."""
+    if isinstance(space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating):
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise EnvError(f"action space {space} is not supported: a Box of actions needs finite low and high")
+        return "continuous"
+    raise EnvError(f"action space {space} is not supported: rlnn's agents take Discrete or a float Box")
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space,
+                 action_kinds: tuple[str, ...] = ACTION_KINDS) -> str:
+    """Check both spaces of an env; returns its action kind, EnvError if it is not in ``action_kinds``."""
+    check_observation_space(observation_space)
+    kind = action_kind(action_space)
+    if kind not in action_kinds:
+        wanted = "a Discrete" if action_kinds == ("discrete",) else "a float Box"
+        raise EnvError(f"action space {action_space} is not supported: {wanted} action space is required")
+    return kind
 
 
 def make_vec_env(
@@ -69,29 +84,40 @@ def make_vec_env(
     seed: int,
     normalize_obs: bool = False,
     vectorization_mode: str = "auto",
+    maker: EnvMaker | None = None,
+    evaluation: bool = False,
     **kwargs: Any,
 ) -> gym.vector.VectorEnv:
-    """A NEXT_STEP vector env with episode statistics (seed it with ``env.reset(seed=...)``).
+    """A NEXT_STEP vector env with episode statistics and flat observations (seed it with
+    ``env.reset(seed=...)``).
 
+    ``env_id``: any form ``envs.source`` lists; ``maker``: the objects that make the env when it was given
+    as one (``env_id`` is then only its name), ``evaluation`` choosing the maker's evaluation envs.
+    ``kwargs`` (``run.env_kwargs``) go to ``gym.make`` or to the env's class or function.
     ``vectorization_mode``: "auto" takes the registered NumPy vector env where one exists and
     ``num_envs >= 4``, else ``SyncVectorEnv``; "sync" and "vector_entry_point" force one.
     """
-    check_env_id(env_id)
     if num_envs < 1:
         raise EnvError(f"num_envs={num_envs} is not allowed: it must be at least 1")
     if vectorization_mode not in ("auto", "sync", "vector_entry_point"):
         raise EnvError(f"vectorization_mode={vectorization_mode!r} is not allowed: use auto, sync or vector_entry_point")
+    target = resolve(env_id) if maker is None else (maker.evaluation if evaluation else maker.train)
+    if maker is not None and not evaluation and maker.max_envs is not None and num_envs > maker.max_envs:
+        raise EnvError(f"run.num_envs = {num_envs}: the env is one instance, so 1 env; pass its class or a "
+                       f"function that makes one for more")
     mode = vectorization_mode
     if mode == "auto":
-        # Measured here (CartPole, µs per call at n = 1/2/4/8/16, two runs' lower figures, 2026-11-30):
-        # Gymnasium's SyncVectorEnv 51/43/71/116/214, ours (envs.sync) 29/33/58/102/184; Gymnasium's
-        # NumPy vector env 95/108/88/79/79, ours (envs.cartpole) 61/40/46/44/80. The NumPy env's cost is
-        # nearly fixed per call, the sync env's grows with n: the NumPy env wins from about 4 envs on.
-        has_vector = gym.registry[env_id].vector_entry_point is not None
+        # The NumPy vector env's cost is nearly fixed per call, the sync env's grows with n: the NumPy
+        # env wins from about 4 envs on (CartPole; the figures are in docs/performance.md).
+        has_vector = isinstance(target, EnvSpec) and target.vector_entry_point is not None
         mode = "vector_entry_point" if has_vector and num_envs >= 4 else "sync"
-    env = _make(env_id, num_envs, mode, kwargs)
+    env = _make(env_id, target, num_envs, mode, kwargs, check=not evaluation,
+                checked=None if maker is None else maker.evaluation)
     if env.metadata.get("autoreset_mode") != AutoresetMode.NEXT_STEP:
         raise EnvError(f"{env_id}: vector env autoreset mode {env.metadata.get('autoreset_mode')} is not NEXT_STEP")
+    if needs_flatten(env.single_observation_space):     # a NumPy vector env with structured observations
+        check_observation_space(env.single_observation_space)
+        env = FlattenVectorObservation(env)
     env = EpisodeStatistics(env)
     if normalize_obs:
         env = NormalizeObservation(env)
@@ -99,45 +125,66 @@ def make_vec_env(
     return env
 
 
-def _make(env_id: str, num_envs: int, mode: str, kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
+def _make(env_id: str, target: EnvSpec | Callable[..., gym.Env], num_envs: int, mode: str,
+          kwargs: dict[str, Any], check: bool, checked: Callable[[], gym.Env] | None = None) -> gym.vector.VectorEnv:
     """The vector env in NEXT_STEP mode (ours where we have one), with Gymnasium's errors for missing
-    packages and bad keyword arguments turned into one line that says what to do."""
+    packages and bad keyword arguments turned into one line that says what to do. ``check``: run
+    Gymnasium's env checker on an env that is not Gymnasium's own (once per process), made by ``checked``
+    if given (an instance's copy: the checker must not touch the instance itself)."""
     try:
-        spec = gym.spec(env_id)
+        if isinstance(target, EnvSpec):
+            make_one = functools.partial(gym.make, target, **kwargs)
+        else:
+            make_one = functools.partial(target, **kwargs) if kwargs else target
+        if check and not is_gymnasiums_own(target):
+            check_user_env(env_id, lambda: _flat(make_one if checked is None else checked))
         if mode == "sync":
-            return _make_sync(spec, num_envs, kwargs)
-        ours = OUR_VECTOR_ENVS.get(spec.vector_entry_point)
-        return gym.make_vec(spec if ours is None else dataclasses.replace(spec, vector_entry_point=ours),
+            return _make_sync(target if isinstance(target, EnvSpec) else None, make_one, num_envs, kwargs)
+        ours = OUR_VECTOR_ENVS.get(target.vector_entry_point)
+        return gym.make_vec(target if ours is None else dataclasses.replace(target, vector_entry_point=ours),
                             num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
     except gym.error.DependencyNotInstalled as e:
         extra = next((x for key, x in EXTRAS.items() if key in str(e)), None)
         fix = f"pip install 'rlnn[{extra}]'" if extra else str(e).split(". ")[0]
         raise EnvError(f"{env_id} needs a package that is not installed: {fix}") from None
     except TypeError as e:
-        if "unexpected keyword argument" not in str(e):
+        if "unexpected keyword argument" not in str(e) and "positional argument" not in str(e):
             raise
         raise EnvError(f"run.env_kwargs = {kwargs}: {env_id} does not take them "
                        f"({str(e).split(' was raised')[0]})") from None
 
 
+def _flat(make_one: Callable[[], gym.Env]) -> gym.Env:
+    """One env from ``make_one``, its observations flattened for an MLP when they are not a flat Box."""
+    env = make_one()
+    if not isinstance(env, gym.Env):
+        raise EnvError(f"the env factory returned {type(env).__name__}, not a gymnasium.Env")
+    if needs_flatten(env.observation_space):
+        check_observation_space(env.observation_space)
+        env = FlattenObservation(env)
+    return env
+
+
 def make_eval_env(env_id: str, num_envs: int, train_env: gym.vector.VectorEnv | None = None,
-                  **kwargs: Any) -> gym.vector.VectorEnv:
+                  maker: EnvMaker | None = None, **kwargs: Any) -> gym.vector.VectorEnv:
     """An env for greedy evaluation: one episode per sub-env, normalization frozen at the training stats."""
     normalizer = obs_normalizer(train_env) if train_env is not None else None
-    env = make_vec_env(env_id, num_envs, seed=0, normalize_obs=normalizer is not None, **kwargs)
+    env = make_vec_env(env_id, num_envs, seed=0, normalize_obs=normalizer is not None, maker=maker,
+                       evaluation=True, **kwargs)
     if normalizer is not None:
         sync_normalizer(env, train_env)
     return env
 
 
 def make_eval_env_from_state(env_id: str, num_envs: int, normalize_obs: bool, env_state: dict[str, np.ndarray],
-                             **kwargs: Any) -> gym.vector.VectorEnv:
+                             maker: EnvMaker | None = None, **kwargs: Any) -> gym.vector.VectorEnv:
     """Like ``make_eval_env``, but with the statistics a checkpoint saved instead of a live training env.
 
     ``env_state`` is the flat dict ``env_state()`` returns. Without a saved ``norm/mean`` the
     normalizer (if ``normalize_obs``) keeps its fresh statistics and keeps updating them.
     """
-    env = make_vec_env(env_id, num_envs, seed=0, normalize_obs=normalize_obs, **kwargs)
+    env = make_vec_env(env_id, num_envs, seed=0, normalize_obs=normalize_obs, maker=maker, evaluation=True,
+                       **kwargs)
     if normalize_obs and "norm/mean" in env_state:
         count = env_state.get("norm/count")
         freeze_normalizer(env, env_state["norm/mean"], env_state["norm/var"],
@@ -145,12 +192,31 @@ def make_eval_env_from_state(env_id: str, num_envs: int, normalize_obs: bool, en
     return env
 
 
-def _make_sync(spec: gym.envs.registration.EnvSpec, num_envs: int, kwargs: dict[str, Any]) -> SyncVectorEnv:
+def _make_sync(spec: EnvSpec | None, make_one: Callable[[], gym.Env], num_envs: int,
+               kwargs: dict[str, Any]) -> SyncVectorEnv:
     """What ``gym.make_vec(..., vectorization_mode="sync")`` builds, the sub-envs and the vector env's
-    ``spec`` alike, with our ``envs.sync.SyncVectorEnv`` (a leaner step) in place of Gymnasium's."""
+    ``spec`` alike (none for an env that is not registered), with our ``envs.sync.SyncVectorEnv`` (a
+    leaner step) in place of Gymnasium's, and observations flattened where an MLP needs it."""
     vector_kwargs = {"autoreset_mode": AutoresetMode.NEXT_STEP}
-    env = SyncVectorEnv([functools.partial(gym.make, spec, **kwargs)] * num_envs, **vector_kwargs)
-    spec_kwargs = {**spec.kwargs, **kwargs} | ({"num_envs": num_envs} if num_envs != 1 else {})
-    env.unwrapped.spec = dataclasses.replace(spec, kwargs=spec_kwargs | {"vectorization_mode": "sync",
-                                                                         "vector_kwargs": vector_kwargs})
+    env = SyncVectorEnv([functools.partial(_flat, make_one)] * num_envs, **vector_kwargs)
+    if spec is not None:
+        spec_kwargs = {**spec.kwargs, **kwargs} | ({"num_envs": num_envs} if num_envs != 1 else {})
+        spec_kwargs |= {"vectorization_mode": "sync", "vector_kwargs": vector_kwargs}
+        if isinstance(env.envs[0], FlattenObservation):
+            spec_kwargs["wrappers"] = [FlattenObservation]
+        env.unwrapped.spec = dataclasses.replace(spec, kwargs=spec_kwargs)
     return env
+
+
+def raw_observation_space(env: gym.vector.VectorEnv) -> gym.Space:
+    """The observation space of one sub-env as the env itself defines it, before rlnn flattened it (what a
+    user's observations look like; ``Run.predict`` flattens them the same way)."""
+    layer = env
+    while isinstance(layer, gym.vector.VectorWrapper):
+        if isinstance(layer, FlattenVectorObservation):
+            return layer.env.single_observation_space
+        layer = layer.env
+    subs = getattr(layer, "envs", None)
+    if subs and isinstance(subs[0], FlattenObservation):
+        return subs[0].env.observation_space
+    return env.single_observation_space

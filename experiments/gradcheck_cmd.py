@@ -69,7 +69,7 @@ def check_agent(algo: str, run_cfg, agent_cfg, batch_size: int = 32, seed: int =
     probe = envs.make_vec_env(run_cfg.env_id, 1, seed=seed)
     info = EnvInfo.from_env(probe)
     probe.close()
-    agent = agent_cls(agent_cfg, EnvInfo(info.obs_dim, info.num_actions, 1), np.random.default_rng(seed))
+    agent = agent_cls(agent_cfg, info.with_num_envs(1), np.random.default_rng(seed))
     batch = collect_batch(run_cfg.env_id, agent, batch_size, seed)
     checks = agent.gradient_checks(batch)
     if not checks:

@@ -54,9 +54,10 @@ def test_unknown_env_id_lists_close_matches(capsys, tmp_path):
     assert "'CartPol-v1'" in err and "CartPole-v1" in err
 
 
-def test_non_discrete_action_space_is_refused(capsys, tmp_path):
-    err = one_line_error(capsys, ["train", "--algo", "random", "--env", "Pendulum-v1", "--logdir", str(tmp_path)])
-    assert "Discrete" in err
+def test_an_action_space_the_algorithm_cannot_take_is_refused(capsys, tmp_path):
+    err = one_line_error(capsys, ["train", "--algo", "dqn", "--env", "Pendulum-v1", "--logdir", str(tmp_path)])
+    assert "dqn needs a Discrete action space" in err and "Box(-2.0, 2.0, (1,), float32)" in err
+    assert not os.path.exists(tmp_path / "runs") or not os.listdir(tmp_path)
 
 
 def test_corrupt_and_truncated_checkpoints_give_one_line(capsys, small_run):

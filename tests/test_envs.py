@@ -80,14 +80,23 @@ def _assert_same_step(a, b):
         np.testing.assert_array_equal(a[4][key], b[4][key])
 
 
-# FrozenLake: Discrete observations, and an info dict on every step and reset (the _add_info path).
-@pytest.mark.parametrize("env_id, num_envs", [("CartPole-v1", 1), ("CartPole-v1", 3), ("Acrobot-v1", 2),
-                                              ("MountainCar-v0", 1), ("FrozenLake-v1", 3)])
-def test_our_sync_vector_env_matches_gymnasiums_step_for_step(env_id, num_envs):
-    ours = envs.make_vec_env(env_id, num_envs, seed=0, vectorization_mode="sync").unwrapped
-    theirs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                          vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP})
-    assert type(ours) is SyncVectorEnv and ours.spec == theirs.spec
+# FrozenLake: Discrete observations (one-hot through FlattenObservation, and raw: our step's Discrete
+# path), and an info dict on every step and reset (the _add_info path).
+@pytest.mark.parametrize("env_id, num_envs, raw", [("CartPole-v1", 1, False), ("CartPole-v1", 3, False),
+                                                   ("Acrobot-v1", 2, False), ("MountainCar-v0", 1, False),
+                                                   ("FrozenLake-v1", 3, False), ("FrozenLake-v1", 3, True)])
+def test_our_sync_vector_env_matches_gymnasiums_step_for_step(env_id, num_envs, raw):
+    vector_kwargs = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    wrappers = None if raw or env_id != "FrozenLake-v1" else [gym.wrappers.FlattenObservation]
+    theirs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", vector_kwargs=vector_kwargs,
+                          wrappers=wrappers)
+    if raw:
+        ours = SyncVectorEnv([lambda: gym.make(env_id)] * num_envs, **vector_kwargs)
+        assert isinstance(ours.single_observation_space, gym.spaces.Discrete)
+    else:
+        ours = envs.make_vec_env(env_id, num_envs, seed=0, vectorization_mode="sync").unwrapped
+        assert ours.spec == theirs.spec
+    assert type(ours) is SyncVectorEnv
     reset_a, reset_b = ours.reset(seed=3), theirs.reset(seed=3)
     np.testing.assert_array_equal(reset_a[0], reset_b[0])
     rng, ends = np.random.default_rng(2), 0
