@@ -11,6 +11,6 @@ directory's layout), ``logger`` (TensorBoard/CSV/console), ``network_stats`` (lo
 """
 
 from agents.registry import ALGOS, UnknownAlgo, get_algo  # noqa: I001  (first: the modules below use it)
-from agents.api import Run, load, train
+from agents.api import DQN, PG, PPO, SAC, Run, load, train
 
-__all__ = ["ALGOS", "UnknownAlgo", "get_algo", "Run", "train", "load"]
+__all__ = ["ALGOS", "UnknownAlgo", "get_algo", "Run", "train", "load", "DQN", "PG", "PPO", "SAC"]

@@ -30,7 +30,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.registry import ALGOS, get_algo
+from agents.registry import ALGOS, canonical, get_algo
 
 PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "configs")
 DEFAULT_ALGO = "pg"
@@ -227,7 +227,7 @@ def apply_document(algo: str, run_cfg: RunConfig, agent_cfg: Any, doc: dict[str,
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{source}: unknown top-level key {key!r}: allowed are algo, [run], [agent]")
-    if "algo" in doc and doc["algo"] != algo:
+    if "algo" in doc and str(doc["algo"]).lower() != algo:
         raise ConfigError(f"{source}: algo = {doc['algo']!r} but the algorithm asked for is {algo!r}")
     run_cfg = update(run_cfg, doc.get("run", {}), "run")
     agent_cfg = update(agent_cfg, doc.get("agent", {}), "agent")
@@ -250,6 +250,19 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         key, text = item.split("=", 1)
         out[key.strip()] = parse_value(text.strip())
     return out
+
+
+def as_sets(sets: list[str] | tuple[str, ...] | dict[str, Any] | None) -> dict[str, Any]:
+    """``--set`` items as {key: value}: a dict is taken as it is, a list of "key=value" strings parsed;
+    TypeError for anything else (a single string included: it is ambiguous with a list of one)."""
+    if sets is None:
+        return {}
+    if isinstance(sets, dict):
+        return sets
+    if isinstance(sets, (list, tuple)) and all(isinstance(item, str) for item in sets):
+        return parse_sets(list(sets))
+    raise TypeError(f"set={sets!r}: expected a dict {{key: value}}, e.g. {{'agent.lr': 1e-3}}, or a list of "
+                    "'key=value' strings")
 
 
 def apply_sets(sets: dict[str, Any], algo: str, run_cfg: RunConfig, agent_cfg: Any) -> tuple[RunConfig, Any]:
@@ -280,6 +293,28 @@ def apply_sets(sets: dict[str, Any], algo: str, run_cfg: RunConfig, agent_cfg: A
     return run_cfg, agent_cfg
 
 
+def resumed(path: str, algo: str | None = None, total_steps: int | None = None,
+            sets: list[str] | dict[str, Any] | None = None, **fixed: Any) -> "TrainConfig":
+    """The config of a run to continue: its config.json with ``total_steps`` and ``sets`` applied (the loop
+    then refuses keys a running run cannot change). ``fixed``: what would start a different run (env, seed,
+    config file, logdir...): ConfigError naming them when any is given. ``rlnn train --resume`` and
+    ``agents.train(resume=...)`` build a resumed run's config here."""
+    from agents.rundir import RunDir
+
+    given = [name for name, value in fixed.items() if value is not None]
+    if given:
+        raise ConfigError(f"resuming {path}: {', '.join(given)} cannot change (a run keeps its env, seed "
+                          "and configuration; total_steps and set can change what may change)")
+    rd = RunDir(path)
+    saved = TrainConfig.from_dict(rd.read_config(), rd.file(RunDir.CONFIG))
+    if algo is not None and canonical(algo) != saved.algo:
+        raise ConfigError(f"algo {algo!r} does not match the run's algorithm {saved.algo!r}")
+    run_cfg, agent_cfg = apply_sets(as_sets(sets), saved.algo, saved.run, saved.agent)
+    if total_steps is not None:
+        run_cfg = update(run_cfg, {"total_steps": total_steps}, "run")
+    return TrainConfig(saved.algo, run_cfg, agent_cfg, saved.preset)
+
+
 def build(algo: str | None = None, env_id: str | None = None, config_file: str | None = None,
           sets: list[str] | dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
           use_preset: bool = True) -> TrainConfig:
@@ -291,7 +326,7 @@ def build(algo: str | None = None, env_id: str | None = None, config_file: str |
     the env the run will use: ``env_id``, else the config file's ``run.env_id``, else the default env.
     """
     doc = read_toml(config_file) if config_file is not None else {}
-    algo = algo or doc.get("algo") or DEFAULT_ALGO
+    algo = canonical(algo or doc.get("algo") or DEFAULT_ALGO)
     config_cls, _ = get_algo(algo)
     run_cfg, agent_cfg = RunConfig(), config_cls()
     preset_name = None
@@ -305,6 +340,5 @@ def build(algo: str | None = None, env_id: str | None = None, config_file: str |
         run_cfg, agent_cfg = apply_document(algo, run_cfg, agent_cfg, doc, config_file)
     flags = dict(overrides or {}, env_id=env_id)
     run_cfg = update(run_cfg, {k: v for k, v in flags.items() if v is not None}, "run")
-    sets = parse_sets(list(sets or [])) if not isinstance(sets, dict) else sets
-    run_cfg, agent_cfg = apply_sets(sets, algo, run_cfg, agent_cfg)
+    run_cfg, agent_cfg = apply_sets(as_sets(sets), algo, run_cfg, agent_cfg)
     return TrainConfig(algo, run_cfg, agent_cfg, preset_name)

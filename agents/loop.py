@@ -33,10 +33,9 @@ from agents.config import RunConfig, TrainConfig, resume_changes
 from agents.evaluate import evaluate
 from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table
 from agents.registry import check_spaces, get_algo
-from agents.loop_state import LoopState, RunResult, seeds_for
-from agents.rundir import CheckpointError, EvalRecord, RunDir
+from agents.loop_state import Checkpoint, LoopState, RunResult, seeds_for
+from agents.rundir import EvalRecord, RunDir
 from agents.signals import StopFlag
-from rlnn.checkpoint import flatten
 
 __all__ = ["RunConfig", "EvalRecord", "RunResult", "LoopState", "TrainingDiverged", "train",
            "evaluate", "seeds_for"]
@@ -73,8 +72,11 @@ def train(
     With ``resume=True`` the latest checkpoint of ``run_dir`` (or ``checkpoint``, e.g. "step_50000") is
     loaded and training continues until ``run_cfg.total_steps``; configs that differ from the run's
     config.json may change only ``agents.config.RESUME_CHANGEABLE`` keys, and the change is recorded.
-    ``callback(info)`` is called after every vector step (and after the final evaluation) with the step,
-    agent, metrics, env, obs and the evaluation record, if one ran.
+    ``callback(info)`` is called after every vector step (and after the final evaluation) with a dict:
+    ``step`` (env steps so far), ``metrics`` (the agent's losses of this step, {} when it did not learn),
+    ``eval`` (an EvalRecord when an evaluation ran at this step, else None), ``agent``, ``env`` and
+    ``obs``. Returning False stops the run there (status "stopped"; the final evaluation and checkpoint
+    are made as at the end of a budget); any other return value (None included) goes on.
     ``maker``: what makes the envs when the env was given as an object (``envs.maker_for``);
     ``run_cfg.env_id`` is then only its name.
     Returns a RunResult; raises TrainingDiverged on a non-finite quantity.
@@ -122,16 +124,10 @@ class _Session:
         saved = TrainConfig.from_dict(self.run_dir.read_config(), self.run_dir.file(RunDir.CONFIG))
         changes = resume_changes(saved, self.cfg)
         path = self.run_dir.latest_checkpoint() if checkpoint is None else self.run_dir.checkpoint_named(checkpoint)
-        meta, arrays = self.run_dir.load_checkpoint(path)
-        if meta.get("algo") != self.cfg.algo:
-            raise CheckpointError(f"{path}: checkpoint of algorithm {meta.get('algo')!r}, not {self.cfg.algo!r}")
-        try:
-            self.agent.load_state_dict(arrays["agent"])
-        except (KeyError, ValueError) as e:
-            raise CheckpointError(f"{path}: does not match this agent ({e})") from None
-        state = LoopState.from_checkpoint(meta.get("loop", {}), arrays.get("loop", {}), path)
-        # envs.env_state names its entries with "/" keys, which the checkpoint stored as a nested dict
-        if not envs.load_env_state(self.env, flatten(arrays.get("env", {}))):
+        ckpt = Checkpoint(path, *self.run_dir.load_checkpoint(path))
+        ckpt.restore_agent(self.agent, self.cfg.algo)
+        state = ckpt.loop_state()
+        if not envs.load_env_state(self.env, ckpt.env_state):
             print(f"note: {self.cfg.run.env_id} cannot be restored exactly; its episodes restart", file=self.stream)
             state.obs, _ = self.env.reset(seed=self.env_seed + state.step)
             state.prev_done[:] = False
@@ -247,13 +243,18 @@ class _Session:
             if s.step >= next_event:
                 record = self._periodic()
                 next_event = self._next_event()
-            if callback is not None:
-                self._call_back(metrics, record)
+            if callback is not None and self._call_back(metrics, record) is False:
+                self.result.status = "stopped"
+                self.result.stop_reason = f"the callback returned False at step {s.step:,}"
+                return
             if tick is not None:
                 tick()
             if record is not None and target is not None and record.mean >= target:
                 self.result.status = "target_reached"
+                self.result.stop_reason = (f"greedy eval {record.mean:.1f} >= run.stop_at_eval_return {target:g} "
+                                           f"at step {s.step:,}")
                 return
+        self.result.stop_reason = f"reached run.total_steps {total:,}"
 
     def _env_step(self) -> dict[str, float]:
         """One vector step: act, step the envs, let the agent observe and learn; returns its metrics."""
@@ -353,6 +354,7 @@ class _Session:
 
     def _interrupted(self) -> None:
         self.result.status = "interrupted"
+        self.result.stop_reason = f"interrupted (Ctrl-C or SIGTERM) at step {self.state.step:,}"
         try:
             self._check_finite()
             path = self._save_checkpoint()
@@ -365,7 +367,8 @@ class _Session:
         r, s = self.result, self.state
         r.step, r.episodes = s.step, s.episodes
         self.run_dir.write_result({
-            "status": r.status, "step": s.step, "episodes": s.episodes, "total_steps": self.cfg.run.total_steps,
+            "status": r.status, "stop_reason": r.stop_reason, "step": s.step, "episodes": s.episodes,
+            "total_steps": self.cfg.run.total_steps,
             "final_eval": dataclasses.asdict(r.evals[-1]) if r.evals else None})
         return r
 
@@ -389,11 +392,15 @@ class _Session:
         if self.elapsed_step != s.step:     # the final evaluation may fall on a step that logging just took
             self.logger.scalar("charts/elapsed_seconds", record.elapsed, s.step)
         self.result.evals.append(record)
+        if s.best_eval is None or record.mean > s.best_eval:
+            s.best_eval = record.mean
+            self._save_checkpoint(best=True)
         return record
 
-    def _save_checkpoint(self) -> str:
+    def _save_checkpoint(self, best: bool = False) -> str:
         """Events and CSV to disk first, then the checkpoint: whatever a resume starts from, the curves
-        up to it are on disk (a ``kill -9`` loses only what came after the last checkpoint)."""
+        up to it are on disk (a ``kill -9`` loses only what came after the last checkpoint). ``best``:
+        the best-evaluation checkpoint (``RunDir.best_checkpoint_path``) instead of a step's."""
         s = self.state
         self.logger.flush(durable=True)
         loop_meta = dict(s.meta(), elapsed=self._elapsed())
@@ -401,6 +408,8 @@ class _Session:
                 "env": {"info": self.env_info.to_dict(),
                         "observation_space": envs.space_to_dict(envs.raw_observation_space(self.env))}}
         arrays = {"agent": self.agent.state_dict(), "env": envs.env_state(self.env), "loop": s.arrays()}
+        if best:
+            return self.run_dir.save_best_checkpoint(meta, arrays)
         return self.run_dir.save_checkpoint(s.step, meta, arrays, self.cfg.run.keep_checkpoints)
 
     def _check_finite(self) -> None:
@@ -417,9 +426,9 @@ class _Session:
         paths = self.run_dir.checkpoints()
         return f"last good checkpoint {os.path.basename(paths[-1])} kept" if paths else "no checkpoint was written yet"
 
-    def _call_back(self, metrics: dict[str, float], record: EvalRecord | None) -> None:
+    def _call_back(self, metrics: dict[str, float], record: EvalRecord | None) -> Any:
         if self.callback is not None:
             s = self.state
-            self.callback({"step": s.step, "agent": self.agent, "metrics": metrics, "env": self.env,
+            return self.callback({"step": s.step, "agent": self.agent, "metrics": metrics, "env": self.env,
                            "obs": s.obs, "eval": record})
 

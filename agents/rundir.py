@@ -7,6 +7,7 @@
         progress.csv                every logged scalar in long form: wall_time, step, tag, value
         events.out.tfevents.*       TensorBoard events (scalars, histograms, text, hparams)
         checkpoints/step_0000050000.npz   whole-run checkpoints, the newest ``keep`` of them
+        checkpoints/best.npz        the checkpoint of the best greedy evaluation so far
 
 A process that writes a run directory holds an exclusive lock on its ``.lock`` file (``RunDir.lock``): an
 OS lock, released on any exit, ``kill -9`` included, so a second writer is refused with the first one's
@@ -224,7 +225,10 @@ class RunDir:
         return path
 
     def checkpoint_named(self, name: str) -> str:
-        """The checkpoint file of ``name`` ("step_N", "step_N.npz" or a path); RunDirError listing the others."""
+        """The checkpoint file of ``name``: "latest", "best", "step_N", "step_N.npz" or a path; RunDirError
+        listing the others."""
+        if name == "latest":
+            return self.latest_checkpoint()
         path = name if os.sep in name else os.path.join(self.path, self.CHECKPOINTS, name)
         path = path if path.endswith(".npz") else path + ".npz"
         if not os.path.isfile(path):
@@ -233,6 +237,7 @@ class RunDir:
 
     def _listing(self) -> str:
         names = [os.path.splitext(os.path.basename(p))[0] for p in self.checkpoints()]
+        names += ["best"] if os.path.isfile(self.best_checkpoint_path) else []
         return f"this run has {', '.join(names)}" if names else "this run has no checkpoints"
 
     def load_checkpoint(self, path: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -248,10 +253,19 @@ class RunDir:
             step = os.path.splitext(os.path.basename(older[-1]))[0]
             raise CheckpointError(f"{e}; older checkpoints: {', '.join(os.path.basename(p) for p in older)} "
                                   f"(resume from one with --resume {self.path} --checkpoint {step})") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise CheckpointError(f"{path}: format {meta.get('format')} v{meta.get('version')}, "
-                                  f"this rlnn reads {FORMAT} v{VERSION}")
-        return meta, arrays
+        return _checked_format(meta, path), arrays
+
+    @property
+    def best_checkpoint_path(self) -> str:
+        """The checkpoint of the best greedy evaluation so far (``checkpoints/best.npz``), kept beside the
+        latest ones and never pruned: SB3's EvalCallback habit, for runs that end below their best."""
+        return os.path.join(self.path, self.CHECKPOINTS, "best.npz")
+
+    def save_best_checkpoint(self, meta: dict[str, Any], arrays: dict[str, Any]) -> str:
+        path = self.best_checkpoint_path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_tree(path, {"format": FORMAT, "version": VERSION, **meta}, arrays)
+        return path
 
     def _prune(self, keep: int) -> None:
         """Delete all but the newest ``keep`` checkpoints, and temporary files a crash left behind."""
@@ -261,6 +275,20 @@ class RunDir:
         paths = self.checkpoints()
         for p in paths[: max(0, len(paths) - max(1, keep))]:
             os.remove(p)
+
+
+def read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(meta, arrays) of a run checkpoint file (a run's ``checkpoints/*.npz`` or a file ``Run.save``
+    wrote); CheckpointError naming the file when it is unreadable or not one this rlnn reads."""
+    meta, arrays = load_tree(path)
+    return _checked_format(meta, path), arrays
+
+
+def _checked_format(meta: dict[str, Any], path: str) -> dict[str, Any]:
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise CheckpointError(f"{path}: format {meta.get('format')} v{meta.get('version')}, "
+                              f"this rlnn reads {FORMAT} v{VERSION}")
+    return meta
 
 
 def _makedirs(path: str) -> None:

@@ -27,7 +27,7 @@ from envs.make import (EnvError, EnvMaker, action_kind, check_env_id, check_obse
                        make_eval_env, make_eval_env_from_state, make_vec_env, raw_observation_space)
 from envs.source import maker_for, short_name
 from envs.spaces import flatten_batch, space_from_dict, space_to_dict
-from envs.normalize import freeze_normalizer, obs_normalizer, sync_normalizer
+from envs.normalize import freeze_normalizer, normalize_frozen, obs_normalizer, sync_normalizer
 from envs.state import env_state, load_env_state
 from envs.wrappers import EpisodeStatistics
 
@@ -35,5 +35,5 @@ from envs import make as _make
 
 # make's own list, once; then the other modules' names
 __all__ = [*_make.__all__, "maker_for", "short_name", "flatten_batch", "space_to_dict", "space_from_dict",
-           "env_state", "load_env_state", "obs_normalizer", "freeze_normalizer", "sync_normalizer",
+           "env_state", "load_env_state", "obs_normalizer", "freeze_normalizer", "normalize_frozen", "sync_normalizer",
            "EpisodeStatistics"]

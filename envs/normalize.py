@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers.vector import NormalizeObservation
 
-__all__ = ["obs_normalizer", "freeze_normalizer", "sync_normalizer"]
+__all__ = ["obs_normalizer", "freeze_normalizer", "sync_normalizer", "normalize_frozen"]
 
 
 def obs_normalizer(env: gym.vector.VectorEnv) -> NormalizeObservation | None:
@@ -45,3 +45,9 @@ def sync_normalizer(eval_env: gym.vector.VectorEnv, train_env: gym.vector.Vector
     if src is None:
         return
     freeze_normalizer(eval_env, src.obs_rms.mean, src.obs_rms.var, src.obs_rms.count)
+
+
+def normalize_frozen(obs: np.ndarray, mean: np.ndarray, var: np.ndarray, epsilon: float = 1e-8) -> np.ndarray:
+    """Observations scaled as a frozen ``NormalizeObservation`` scales them (its formula and float32
+    result), for acting outside an env (``Run.predict``)."""
+    return ((obs - mean) / np.sqrt(var + epsilon)).astype(np.float32)

@@ -63,10 +63,9 @@ def space_from_dict(data: dict[str, Any]) -> gym.Space:
     """The space ``space_to_dict`` described."""
     kind = data.get("type")
     if kind == "Box":
-        shape = tuple(data["shape"])
-        return spaces.Box(np.reshape(np.asarray(data["low"], dtype=np.float64), shape),
-                          np.reshape(np.asarray(data["high"], dtype=np.float64), shape),
-                          shape=shape, dtype=np.dtype(data["dtype"]))
+        shape, dtype = tuple(data["shape"]), np.dtype(data["dtype"])
+        return spaces.Box(np.reshape(np.asarray(data["low"], dtype=dtype), shape),
+                          np.reshape(np.asarray(data["high"], dtype=dtype), shape), shape=shape, dtype=dtype)
     if kind == "Discrete":
         return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
     if kind == "MultiDiscrete":

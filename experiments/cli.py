@@ -36,7 +36,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.loop import train
 
     if args.resume:
-        cfg = resumed_config(args)
+        cfg = config.resumed(args.resume, args.algo, args.total_steps, args.set, env=args.env, seed=args.seed,
+                             config=args.config, logdir=args.logdir, run_dir=args.run_dir)
         result = train(cfg.algo, cfg.run, cfg.agent, run_dir=args.resume, resume=True, console=not args.quiet,
                        checkpoint=args.checkpoint)
     else:
@@ -58,26 +59,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                 else f"interrupted at step {result.step:,}; last greedy eval")
         print(f"{what} at step {last.step:,}: {last.mean:.1f} ± {last.std:.1f}")
     return 130 if result.status == "interrupted" else 0
-
-
-def resumed_config(args: argparse.Namespace):
-    """The run's own config with ``--total-steps`` and ``--set`` applied (the loop refuses keys a run
-    cannot change); flags that would start a different run are refused here."""
-    from agents import config
-    from agents.rundir import RunDir
-
-    for flag in ("env", "seed", "config", "logdir", "run_dir"):
-        if getattr(args, flag) is not None:
-            raise ConfigError(f"--{flag.replace('_', '-')} cannot be used with --resume: a run keeps its "
-                              "env, seed and configuration; change what may change with --set")
-    rd = RunDir(args.resume)
-    saved = config.TrainConfig.from_dict(rd.read_config(), rd.file(RunDir.CONFIG))
-    if args.algo and args.algo != saved.algo:
-        raise ConfigError(f"--algo {args.algo} does not match the run's algorithm {saved.algo}")
-    run_cfg, agent_cfg = config.apply_sets(config.parse_sets(args.set), saved.algo, saved.run, saved.agent)
-    if args.total_steps is not None:
-        run_cfg = config.update(run_cfg, {"total_steps": args.total_steps}, "run")
-    return config.TrainConfig(saved.algo, run_cfg, agent_cfg)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

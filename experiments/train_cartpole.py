@@ -21,8 +21,8 @@ print(f"{run.run_dir}: {run.step:,} steps, last greedy eval {run.evals[-1].mean:
 # 2. Greedy episodes on fresh envs, and one action.
 returns = run.evaluate(episodes=20, seed=123)
 print(f"20 greedy episodes on fresh envs: {returns.mean():.1f} ± {returns.std():.1f}")
-print("action for a cart at rest:", run.predict([0.0, 0.0, 0.0, 0.0]))
+print("action for a cart at rest:", run.predict([0.0, 0.0, 0.0, 0.0], deterministic=True)[0])
 
 # 3. Back from disk, later or elsewhere: the latest checkpoint, ready to act.
 again = agents.load(run.run_dir)
-assert again.predict([0.0, 0.0, 0.0, 0.0]) == run.predict([0.0, 0.0, 0.0, 0.0])
+assert again.predict([0.0, 0.0, 0.0, 0.0], deterministic=True) == run.predict([0.0, 0.0, 0.0, 0.0], deterministic=True)

@@ -52,11 +52,12 @@ def test_train_returns_a_run_whose_evals_and_predictions_match_the_loop(small_ru
     assert run.step >= 2_000 and run.status == "done" and [e.step for e in run.evals][:1] == [1_000]
     assert all(np.isfinite([e.mean, e.std, e.elapsed]).all() for e in run.evals)
     obs = np.random.default_rng(0).normal(size=(5, 4))
-    batch = run.predict(obs)
-    assert batch.shape == (5,) and [run.predict(o) for o in obs] == batch.tolist()
+    batch, state = run.predict(obs, deterministic=True)
+    assert state is None and batch.shape == (5,)
+    assert [run.predict(o, deterministic=True)[0] for o in obs] == batch.tolist()
     again = agents.load(run.run_dir)
     assert again.step == run.step and again.evals == run.evals
-    assert np.array_equal(again.predict(obs), batch)
+    assert np.array_equal(again.predict(obs, deterministic=True)[0], batch)
     assert np.array_equal(again.evaluate(episodes=4, seed=1), run.evaluate(episodes=4, seed=1))
 
 
@@ -70,7 +71,7 @@ def test_resume_through_the_api_continues_the_same_run(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"algo": "ppo"}, "unknown algorithm 'ppo'"),
+    ({"algo": "a2c"}, "unknown algorithm 'a2c'"),
     ({"algo": "pg", "env": "CartPol-v1"}, "did you mean CartPole-v1"),
     ({"algo": "pg", "set": {"agent.lr": -1.0}}, "agent.lr"),
 ])
