@@ -40,20 +40,20 @@ DEFAULT_ALGO = "pg"
 class RunConfig:
     """What the loop does, independent of the algorithm (the TOML ``[run]`` table)."""
 
-    env_id: str = "CartPole-v1"
-    seed: int = 0
-    total_steps: int = 100_000
-    num_envs: int = 1
-    normalize_obs: bool = False
-    eval_every: int = 5_000
-    eval_episodes: int = 10
-    stop_at_eval_return: float | None = None
-    checkpoint_every: int = 25_000
-    keep_checkpoints: int = 3
-    log_every: int = 1_000
-    network_log_every: int = 5_000
-    logdir: str = "runs"
-    env_kwargs: dict = field(default_factory=dict)
+    env_id: str = "CartPole-v1"          # Gymnasium env id, "module:EnvId" or "module:Class" (README: Your own environment)
+    seed: int = 0                        # fixes the whole run: network init, exploration, env resets
+    total_steps: int = 100_000           # env steps (real transitions, summed over vector envs) to train
+    num_envs: int = 1                    # vector sub-envs stepped together
+    normalize_obs: bool = False          # running mean/variance normalization of observations (frozen for evaluation)
+    eval_every: int = 5_000              # env steps between greedy evaluations
+    eval_episodes: int = 10              # episodes per greedy evaluation (one per sub-env of the eval env); 0 = none
+    stop_at_eval_return: float | None = None   # stop once a greedy evaluation reaches this mean return
+    checkpoint_every: int = 25_000       # env steps between checkpoints (and one at the end)
+    keep_checkpoints: int = 3            # step checkpoints kept (checkpoints/best.npz is kept apart)
+    log_every: int = 1_000               # env steps between logged losses and SPS
+    network_log_every: int = 5_000       # env steps between per-layer network statistics; 0 = off
+    logdir: str = "runs"                 # parent directory of run directories
+    env_kwargs: dict = field(default_factory=dict)   # keyword arguments of gym.make or of the env class
 
     def validate(self) -> None:
         positive = ("total_steps", "num_envs", "eval_every", "checkpoint_every", "keep_checkpoints", "log_every")
@@ -120,12 +120,48 @@ class ConfigError(ValueError):
     """A user mistake in a config file or --set: the message is one line naming key and what is allowed."""
 
 
+def describe(cls: type) -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, meaning) of every field of a config dataclass, in order. The meaning is the
+    comment on the field's line in the class source (and the comment lines right under it): the one
+    place a key is explained, for ``rlnn config``, docs/config.md and the help of the CLI."""
+    import inspect
+    import io
+    import tokenize
+
+    hints = typing.get_type_hints(cls)
+    comments: dict[int, str] = {}
+    source, first = inspect.getsourcelines(cls)
+    for tok in tokenize.generate_tokens(io.StringIO("".join(source)).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+    lines = {}
+    for number, text in enumerate(source, start=1):
+        stripped = text.strip()
+        name = stripped.split(":")[0] if ":" in stripped and not stripped.startswith(("#", "def ", '"')) else ""
+        if name.isidentifier():
+            lines[name] = number
+    out = []
+    for f in dataclasses.fields(cls):
+        line = lines.get(f.name)
+        doc = comments.get(line, "") if line else ""
+        follow = line + 1 if line else None
+        while follow in comments and source[follow - 1].strip().startswith("#"):
+            doc += " " + comments[follow]
+            follow += 1
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out.append((f.name, type_name(hints[f.name]), default, doc))
+    return out
+
+
 def _allowed(cls: type) -> str:
     return ", ".join(f.name for f in dataclasses.fields(cls))
 
 
 def type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    if typing.get_origin(tp) is not None or getattr(tp, "__name__", None) is None:
+        return str(tp).replace("typing.", "")
+    return tp.__name__
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:

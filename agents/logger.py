@@ -195,57 +195,101 @@ class CSVSink:
 
 
 class ConsoleSink:
-    """A progress line: steps, SPS, last training return, last eval return.
+    """The progress display: steps of the total, elapsed time, ETA, SPS, the last training return, the last
+    greedy evaluation and the main loss (the first ``losses/*`` tag the agent logs).
 
-    On a terminal it redraws one line in place; otherwise (CI, a pipe, a file) it prints a plain line
-    every ``every_secs`` seconds so logs stay readable.
+    On a terminal a tqdm bar redraws in place; elsewhere (CI, a pipe, a file) a plain line is printed
+    every ``every_secs`` seconds so logs stay readable. The count never passes the total (a vector step
+    may end a few transitions past it). Times are this session's: a resumed run's ETA counts from its
+    resume step.
     """
 
-    def __init__(self, total_steps: int, stream=None, every_secs: float | None = None):
+    def __init__(self, total_steps: int, stream=None, every_secs: float | None = None, start_step: int = 0):
         self.stream = stream or sys.stdout
-        self.total = total_steps
+        self.total, self.start_step = total_steps, start_step
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.every = every_secs if every_secs is not None else (0.2 if self.tty else 10.0)
         self.latest: dict[str, float] = {}
-        self.step = 0
-        self._last_draw = 0.0
+        self.loss_tag: str | None = None
+        self.step = start_step
+        self.t0 = self._last_draw = time.monotonic()
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=min(start_step, total_steps), file=self.stream,
+                            unit="step", unit_scale=True, dynamic_ncols=True, mininterval=self.every,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.latest[tag] = float(value)
-        self.step = max(self.step, int(step))
+        if self.loss_tag is None and tag.startswith("losses/"):
+            self.loss_tag = tag
 
-    def line(self) -> str:
-        g = self.latest.get
-        frac = min(1.0, self.step / self.total) if self.total else 1.0
-        bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
-        parts = [f"[{bar}] {self.step:>9,d}/{self.total:,d}"]
-        if "charts/SPS" in self.latest:
-            parts.append(f"SPS {g('charts/SPS'):,.0f}")
+    def _postfix(self) -> str:
+        g, parts = self.latest.get, []
         if "charts/episodic_return" in self.latest:
             parts.append(f"return {g('charts/episodic_return'):.1f}")
         if "eval/episodic_return" in self.latest:
             parts.append(f"eval {g('eval/episodic_return'):.1f}±{g('eval/episodic_return_std', 0.0):.1f}")
+        if self.loss_tag is not None:
+            parts.append(f"{self.loss_tag.split('/')[-1]} {g(self.loss_tag):.3g}")
         return "  ".join(parts)
 
-    def tick(self, force: bool = False) -> None:
+    def line(self) -> str:
+        """The plain progress line (no terminal)."""
+        from tqdm import tqdm
+
+        shown = min(self.step, self.total)
+        elapsed = time.monotonic() - self.t0
+        sps = (self.step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        eta = tqdm.format_interval((self.total - shown) / sps) if sps > 0 else "?"
+        head = (f"{shown:,}/{self.total:,} steps ({100 * shown / max(1, self.total):.0f}%)  "
+                f"elapsed {tqdm.format_interval(elapsed)}  ETA {eta}  SPS {sps:,.0f}")
+        return "  ".join(p for p in (head, self._postfix()) if p)
+
+    def tick(self, step: int | None = None, force: bool = False) -> None:
+        if step is not None:
+            self.step = step
         now = time.monotonic()
         if not force and now - self._last_draw < self.every:
             return
         self._last_draw = now
-        if self.tty:
-            self.stream.write("\r" + self.line().ljust(100))
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._postfix(), refresh=False)
+            self.bar.update(min(self.step, self.total) - self.bar.n)
+            if force:
+                self.bar.refresh()
         else:
             self.stream.write(self.line() + "\n")
-        self.stream.flush()
+            self.stream.flush()
 
     def flush(self, durable: bool = False) -> None:
         pass
 
     def close(self) -> None:
         self.tick(force=True)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def tensorboard_command(logdir: str) -> str:
+    """A command line that starts TensorBoard on ``logdir`` when pasted as printed: ``rlnn tensorboard``
+    of this Python environment (plain ``rlnn`` when that is the one on PATH), else TensorBoard's own
+    module run by this interpreter."""
+    import shlex
+    import shutil
+
+    def shown(path: str) -> str:
+        rel = os.path.relpath(path)
+        return shlex.quote(rel if not rel.startswith("..") else path)
+
+    rlnn = os.path.join(os.path.dirname(sys.executable), "rlnn")
+    if os.path.isfile(rlnn):
+        on_path = shutil.which("rlnn")
+        prog = "rlnn" if on_path and os.path.realpath(on_path) == os.path.realpath(rlnn) else shown(rlnn)
+        return f"{prog} tensorboard {shown(logdir)}"
+    return f"{shown(sys.executable)} -m tensorboard.main --logdir {shown(logdir)}"
 
 
 class Logger:
@@ -284,9 +328,10 @@ class Logger:
     def hparams(self, hparams: dict[str, Any], start_time: float) -> None:
         self._each("hparams", hparams, start_time)
 
-    def tick(self, force: bool = False) -> None:
+    def tick(self, step: int | None = None, force: bool = False) -> None:
+        """Let the console show ``step`` (it redraws at its own pace)."""
         for tick in self._tickers:
-            tick(force)
+            tick(step, force)
 
     def session_end(self, status: str) -> None:
         self._each("session_end", status)

@@ -31,7 +31,8 @@ import envs
 from agents.base import EnvInfo
 from agents.config import RunConfig, TrainConfig, resume_changes
 from agents.evaluate import evaluate
-from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table
+from agents.logger import (ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table,
+                           tensorboard_command)
 from agents.registry import check_spaces, get_algo
 from agents.loop_state import Checkpoint, LoopState, RunResult, seeds_for
 from agents.rundir import EvalRecord, RunDir
@@ -150,7 +151,7 @@ class _Session:
         sinks: list = [TensorBoardSink(self.run_dir.path, resume_step=at),
                        CSVSink(self.run_dir.progress_path, resume_step=at)]
         if self.console:
-            sinks.append(ConsoleSink(self.cfg.run.total_steps, stream=self.stream))
+            sinks.append(ConsoleSink(self.cfg.run.total_steps, stream=self.stream, start_step=self.state.step))
         self.logger = Logger(sinks)
         if not resumed:
             hp = hparams_of(self.cfg.to_dict())
@@ -170,8 +171,8 @@ class _Session:
         self._open_logger(resume)
         self._record_changes(changes)
         if self.console:
-            print(f"run: {self.run_dir}\nwatch: tensorboard --logdir "
-                  f"{os.path.dirname(os.path.abspath(self.run_dir.path))}", file=self.stream, flush=True)
+            watch = tensorboard_command(os.path.dirname(os.path.abspath(self.run_dir.path)))
+            print(f"run: {self.run_dir}\nwatch: {watch}", file=self.stream, flush=True)
         self.t0, self.session_start_step = time.perf_counter(), self.state.step
         # Signals stay caught to the end: a second SIGTERM (a dying parent may send more than one) must not
         # kill the process while it writes its last checkpoint. A second Ctrl-C still stops it at once.
@@ -248,7 +249,7 @@ class _Session:
                 self.result.stop_reason = f"the callback returned False at step {s.step:,}"
                 return
             if tick is not None:
-                tick()
+                tick(s.step)
             if record is not None and target is not None and record.mean >= target:
                 self.result.status = "target_reached"
                 self.result.stop_reason = (f"greedy eval {record.mean:.1f} >= run.stop_at_eval_return {target:g} "

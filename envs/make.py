@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode
-from gymnasium.wrappers import FlattenObservation
+from gymnasium.wrappers import FlattenObservation, TimeLimit
 from gymnasium.wrappers.vector import FlattenObservation as FlattenVectorObservation
 from gymnasium.wrappers.vector import NormalizeObservation
 
@@ -40,6 +40,9 @@ OUR_VECTOR_ENVS = {"gymnasium.envs.classic_control.cartpole:CartPoleVectorEnv": 
 # Gymnasium's own optional dependencies, as rlnn's extras (pyproject.toml) that install them.
 EXTRAS = {"box2d": "box2d", "Box2D": "box2d", "pygame": "render"}
 ACTION_KINDS = ("discrete", "continuous")
+# A greedy policy can walk in circles forever where an env sets no time limit (CliffWalking, a user's
+# env): evaluation episodes of such envs are cut after this many steps (truncated, their return so far).
+EVAL_MAX_EPISODE_STEPS = 10_000
 
 
 def check_env_id(env_id: str) -> None:
@@ -112,7 +115,8 @@ def make_vec_env(
         has_vector = isinstance(target, EnvSpec) and target.vector_entry_point is not None
         mode = "vector_entry_point" if has_vector and num_envs >= 4 else "sync"
     env = _make(env_id, target, num_envs, mode, kwargs, check=not evaluation,
-                checked=None if maker is None else maker.evaluation)
+                checked=None if maker is None else maker.evaluation,
+                limit=EVAL_MAX_EPISODE_STEPS if evaluation else None)
     if env.metadata.get("autoreset_mode") != AutoresetMode.NEXT_STEP:
         raise EnvError(f"{env_id}: vector env autoreset mode {env.metadata.get('autoreset_mode')} is not NEXT_STEP")
     if needs_flatten(env.single_observation_space):     # a NumPy vector env with structured observations
@@ -126,11 +130,13 @@ def make_vec_env(
 
 
 def _make(env_id: str, target: EnvSpec | Callable[..., gym.Env], num_envs: int, mode: str,
-          kwargs: dict[str, Any], check: bool, checked: Callable[[], gym.Env] | None = None) -> gym.vector.VectorEnv:
+          kwargs: dict[str, Any], check: bool, checked: Callable[[], gym.Env] | None = None,
+          limit: int | None = None) -> gym.vector.VectorEnv:
     """The vector env in NEXT_STEP mode (ours where we have one), with Gymnasium's errors for missing
     packages and bad keyword arguments turned into one line that says what to do. ``check``: run
     Gymnasium's env checker on an env that is not Gymnasium's own (once per process), made by ``checked``
-    if given (an instance's copy: the checker must not touch the instance itself)."""
+    if given (an instance's copy: the checker must not touch the instance itself). ``limit``: a time limit
+    for sub-envs that have none."""
     try:
         if isinstance(target, EnvSpec):
             make_one = functools.partial(gym.make, target, **kwargs)
@@ -139,7 +145,7 @@ def _make(env_id: str, target: EnvSpec | Callable[..., gym.Env], num_envs: int, 
         if check and not is_gymnasiums_own(target):
             check_user_env(env_id, lambda: _flat(make_one if checked is None else checked))
         if mode == "sync":
-            return _make_sync(target if isinstance(target, EnvSpec) else None, make_one, num_envs, kwargs)
+            return _make_sync(target if isinstance(target, EnvSpec) else None, make_one, num_envs, kwargs, limit)
         ours = OUR_VECTOR_ENVS.get(target.vector_entry_point)
         return gym.make_vec(target if ours is None else dataclasses.replace(target, vector_entry_point=ours),
                             num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
@@ -154,11 +160,14 @@ def _make(env_id: str, target: EnvSpec | Callable[..., gym.Env], num_envs: int, 
                        f"({str(e).split(' was raised')[0]})") from None
 
 
-def _flat(make_one: Callable[[], gym.Env]) -> gym.Env:
-    """One env from ``make_one``, its observations flattened for an MLP when they are not a flat Box."""
+def _flat(make_one: Callable[[], gym.Env], limit: int | None = None) -> gym.Env:
+    """One env from ``make_one``, its observations flattened for an MLP when they are not a flat Box, and
+    cut after ``limit`` steps when it has no time limit of its own."""
     env = make_one()
     if not isinstance(env, gym.Env):
         raise EnvError(f"the env factory returned {type(env).__name__}, not a gymnasium.Env")
+    if limit is not None and not _has_time_limit(env):
+        env = TimeLimit(env, limit)
     if needs_flatten(env.observation_space):
         check_observation_space(env.observation_space)
         env = FlattenObservation(env)
@@ -192,13 +201,21 @@ def make_eval_env_from_state(env_id: str, num_envs: int, normalize_obs: bool, en
     return env
 
 
+def _has_time_limit(env: gym.Env) -> bool:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, TimeLimit):
+            return True
+        env = env.env
+    return False
+
+
 def _make_sync(spec: EnvSpec | None, make_one: Callable[[], gym.Env], num_envs: int,
-               kwargs: dict[str, Any]) -> SyncVectorEnv:
+               kwargs: dict[str, Any], limit: int | None = None) -> SyncVectorEnv:
     """What ``gym.make_vec(..., vectorization_mode="sync")`` builds, the sub-envs and the vector env's
     ``spec`` alike (none for an env that is not registered), with our ``envs.sync.SyncVectorEnv`` (a
     leaner step) in place of Gymnasium's, and observations flattened where an MLP needs it."""
     vector_kwargs = {"autoreset_mode": AutoresetMode.NEXT_STEP}
-    env = SyncVectorEnv([functools.partial(_flat, make_one)] * num_envs, **vector_kwargs)
+    env = SyncVectorEnv([functools.partial(_flat, make_one, limit)] * num_envs, **vector_kwargs)
     if spec is not None:
         spec_kwargs = {**spec.kwargs, **kwargs} | ({"num_envs": num_envs} if num_envs != 1 else {})
         spec_kwargs |= {"vectorization_mode": "sync", "vector_kwargs": vector_kwargs}

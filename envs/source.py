@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import os
 import re
 import sys
 import warnings
@@ -112,7 +113,15 @@ def resolve(env_id: str) -> gym.envs.registration.EnvSpec | Callable[..., gym.En
 
 def _import(module_name: str, env_id: str):
     try:
-        return importlib.import_module(module_name)
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            # `rlnn` runs as a console script, whose sys.path lacks the current directory that
+            # `python -m` and a script's own folder give: look there too, as a user expects.
+            if e.name != module_name.split(".")[0] or os.getcwd() in sys.path or "" in sys.path:
+                raise
+            sys.path.insert(0, os.getcwd())
+            return importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         where = "" if e.name != module_name else f" (is its folder on PYTHONPATH? sys.path[0] is {sys.path[0]!r})"
         raise EnvError(f"env {env_id}: cannot import module {e.name!r}{where}") from None

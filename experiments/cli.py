@@ -17,7 +17,6 @@ from agents.loop import TrainingDiverged
 from envs import EnvError
 from rlnn.checkpoint import CheckpointError
 
-USER_ERRORS = (ConfigError, EnvError, CheckpointError, UnknownAlgo)
 
 
 def _version() -> str:
@@ -29,6 +28,9 @@ def _version() -> str:
 
 class UsageError(ValueError):
     pass
+
+
+USER_ERRORS = (ConfigError, EnvError, CheckpointError, UnknownAlgo, UsageError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -64,7 +66,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from experiments.evaluate import evaluate_run
 
-    return evaluate_run(args.run_dir, episodes=args.episodes, render=args.render, gif=args.gif, seed=args.seed)
+    return evaluate_run(args.run_dir, episodes=args.episodes, render=args.render, gif=args.gif, seed=args.seed,
+                        checkpoint=args.checkpoint)
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    """TensorBoard on DIR, from this Python environment (the ``watch:`` line of a run prints this command)."""
+    import os
+    import subprocess
+
+    if not os.path.isdir(args.logdir):
+        raise UsageError(f"{args.logdir}: no such directory (give a run directory or the folder of several)")
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", args.logdir, "--host", args.host,
+           "--port", str(args.port), "--samples_per_plugin", f"scalars={args.samples}"]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -87,31 +105,46 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train an agent (or resume a run)")
-    t.add_argument("--algo", choices=list(ALGOS), help="algorithm (default: the --config file's algo, else pg)")
-    t.add_argument("--env", help="Gymnasium env id (default CartPole-v1)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--total-steps", type=int, help="the run's total env steps (also when resuming)")
-    t.add_argument("--config", help="a TOML file with algo, [run] and [agent] tables")
+    t.add_argument("--algo", type=str.lower, help=f"algorithm: {', '.join(ALGOS)} (default: the --config "
+                   "file's algo, else pg); any case")
+    t.add_argument("--env", help="Gymnasium env id, or module:EnvId for your own env (default: the --config "
+                   "file's, else CartPole-v1)")
+    t.add_argument("--seed", type=int, help="the run's seed: network init, exploration, env resets (default 0)")
+    t.add_argument("--total-steps", type=int, help="the run's total env steps, also when resuming "
+                   "(default: the preset's, else 100,000)")
+    t.add_argument("--config", help="a TOML file with algo, [run] and [agent] tables (rlnn config lists the keys)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. agent.lr=1e-3 or run.num_envs=4 (repeatable)")
+                   help="override a config key, e.g. agent.lr=1e-3 or run.num_envs=4 (repeatable; "
+                   "rlnn config ALGO lists the keys)")
     t.add_argument("--logdir", help="parent directory of run directories (default runs)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint "
                    "(--set may change learning rates, epsilon, clipping, cadences and total_steps)")
-    t.add_argument("--checkpoint", metavar="step_N", help="with --resume: start from this checkpoint, not the latest")
+    t.add_argument("--checkpoint", metavar="step_N", help="with --resume: start from this checkpoint "
+                   "(step_N or best; default: the latest)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("--run-dir", help=argparse.SUPPRESS)  # set by `rlnn compare` for its workers
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="greedy evaluation of a run's latest checkpoint")
-    e.add_argument("run_dir")
-    e.add_argument("--episodes", type=int, default=20)
-    e.add_argument("--seed", type=int, default=12345)
-    e.add_argument("--render", action="store_true", help="show episodes in a window (needs rlnn[render])")
+    e = sub.add_parser("eval", help="greedy evaluation of a run's checkpoint on fresh envs")
+    e.add_argument("run_dir", metavar="RUN", help="a run directory, or a saved model file (.npz)")
+    e.add_argument("--episodes", type=int, default=20, help="greedy episodes (default 20)")
+    e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs' resets (default 12345)")
+    e.add_argument("--checkpoint", default="latest", metavar="NAME",
+                   help="latest, best (the best greedy evaluation) or step_N (default latest)")
+    e.add_argument("--render", action="store_true", help="show one episode in a window (needs rlnn[render])")
     e.add_argument("--gif", metavar="FILE", help="save one episode as an animated GIF (needs rlnn[render])")
     e.set_defaults(func=cmd_eval)
 
     ls = sub.add_parser("list", help="algorithms and presets")
     ls.set_defaults(func=cmd_list)
+
+    tb = sub.add_parser("tensorboard", help="start TensorBoard on a run directory or a folder of runs")
+    tb.add_argument("logdir", metavar="DIR", help="a run directory, or a folder of them (runs, a compare or sweep)")
+    tb.add_argument("--port", type=int, default=6006, help="port to serve on (default 6006; 0: a free one)")
+    tb.add_argument("--host", default="localhost", help="address to serve on (default localhost)")
+    tb.add_argument("--samples", type=int, default=0,
+                    help="scalar points kept per tag (default 0: all; TensorBoard's own default samples 1000)")
+    tb.set_defaults(func=cmd_tensorboard)
 
     for register in _extensions():
         register(sub)
@@ -122,7 +155,8 @@ def _extensions():
     """Subcommands defined in other experiments modules (compare, report, check-gradients, ...)."""
     import importlib
 
-    for module in ("experiments.compare", "experiments.report", "experiments.gradcheck_cmd", "experiments.sweep"):
+    for module in ("experiments.compare", "experiments.report", "experiments.gradcheck_cmd", "experiments.sweep",
+                   "experiments.config_cmd"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

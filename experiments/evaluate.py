@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import agents
@@ -13,12 +15,13 @@ class RenderMissing(envs.EnvError):
 
 
 def evaluate_run(run_dir: str, episodes: int = 20, render: bool = False, gif: str | None = None,
-                 seed: int = 12345) -> int:
+                 seed: int = 12345, checkpoint: str = "latest") -> int:
     if episodes < 1:
         raise envs.EnvError(f"--episodes {episodes}: must be at least 1")
-    run = agents.load(run_dir)
+    run = agents.load(run_dir, checkpoint=None if os.path.isfile(run_dir) and checkpoint == "latest" else checkpoint)
     returns = run.evaluate(episodes, seed=seed)
-    print(f"{run_dir} ({run.config.algo}, step {run.step:,}): greedy return over {len(returns)} episodes "
+    which = "" if checkpoint == "latest" else f", checkpoint {checkpoint}"
+    print(f"{run_dir} ({run.config.algo}, step {run.step:,}{which}): greedy return over {len(returns)} episodes "
           f"{returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.0f}, max {returns.max():.0f})")
     if render or gif:
         show(run, seed, render, gif)

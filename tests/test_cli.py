@@ -10,6 +10,7 @@ import sys
 import pytest
 from conftest import ROOT, read_scalars, wait_for
 
+from agents.loop import train
 from agents.rundir import RunDir
 from experiments.cli import main
 
@@ -96,11 +97,40 @@ def test_train_then_resume_from_the_command_line(capsys, tmp_path):
     assert main(["train", "--algo", "random", "--total-steps", "600", "--logdir", logdir, "--seed", "5",
                  "--set", "run.eval_every=300", "--set", "eval_episodes=2"]) == 0
     out = capsys.readouterr().out
-    assert "tensorboard --logdir" in out
+    (watch,) = [line for line in out.splitlines() if line.startswith("watch: ")]
+    assert watch.endswith(f"tensorboard {os.path.relpath(logdir)}") or watch.endswith(f"tensorboard {logdir}")
     (run_dir,) = [os.path.join(logdir, d) for d in os.listdir(logdir)]
     assert main(["train", "--resume", run_dir, "--total-steps", "1200", "--quiet"]) == 0
     evals = [s for s, _ in read_scalars(run_dir)["eval/episodic_return"]]
     assert evals == [300, 600, 900, 1200]
+
+
+def test_the_printed_tensorboard_command_serves_the_runs(tmp_path, small_run):
+    """The watch: line's command, run as printed (here with a free port), starts TensorBoard on the runs."""
+    import shlex
+    import subprocess
+    import sys
+
+    from agents.logger import tensorboard_command
+
+    train("random", small_run(total_steps=300), console=False)
+    argv = shlex.split(tensorboard_command(str(tmp_path / "runs"))) + ["--port", "0"]
+    if argv[0] == "rlnn":                                   # on PATH in a user's shell; here, this venv's
+        argv[0] = os.path.join(os.path.dirname(sys.executable), "rlnn")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=os.getcwd())
+    try:
+        lines = []
+        wait_for(lambda: lines.append(proc.stdout.readline()) or "http://" in lines[-1], "TensorBoard's address",
+                 proc=proc)
+        assert "TensorBoard" in lines[-1]
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_tensorboard_of_a_missing_directory_is_one_line(capsys, tmp_path):
+    err = one_line_error(capsys, ["tensorboard", str(tmp_path / "nowhere")])
+    assert "no such directory" in err
 
 
 def test_ctrl_c_leaves_a_loadable_checkpoint_and_exits_130(tmp_path):
