@@ -1,9 +1,9 @@
 # Two commands set up and use a fresh machine (only Python 3.11 needed):
-#   make compare   the main job: pg vs dqn on CartPole-v1 over 3 seeds, table + plot + TensorBoard
+#   make compare   the main job: ppo vs dqn on CartPole-v1 over 3 seeds, table + plot + TensorBoard
 #   make test      the test suite
-# Both create .venv and install the project into it on first use (and again when pyproject.toml changes),
-# with the dev, ray, suite and box2d extras, so the test suite also runs the Ray sweep backend, the suite's
-# rliable aggregate and LunarLander.
+# Both create .venv and install the project into it on first use (and again when pyproject.toml changes):
+# compare only what it needs; test also the dev, ray, suite and box2d extras, so the suite also runs the
+# Ray backends, the suite's rliable aggregate and LunarLander.
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,25 +11,32 @@ PY := $(VENV)/bin/python
 
 .PHONY: compare test bench install clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,ray,suite,box2d]'
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml $(VENV)/.created
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-all: pyproject.toml $(VENV)/.created
+	$(PY) -m pip install --quiet -e '.[dev,ray,suite,box2d]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed-all
 
 compare: $(VENV)/.installed
-	$(VENV)/bin/rlnn compare --env CartPole-v1 --algos pg,dqn --seeds 3 --workers auto
+	$(VENV)/bin/rlnn compare --env CartPole-v1 --algos ppo,dqn --seeds 3 --workers auto
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-all
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed
-	OPENBLAS_NUM_THREADS=1 $(PY) experiments/bench_nn.py
+bench: $(VENV)/.installed-all
+	$(PY) experiments/bench_nn.py
 	$(PY) experiments/bench_dqn_loop.py --seeds 3
 	$(PY) experiments/bench_agents.py --algo dqn --seeds 0-9
-	$(PY) experiments/bench_agents.py --algo pg --seeds 0-9
+	$(PY) experiments/bench_agents.py --algo ppo --seeds 0-9
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -176,7 +176,8 @@ class Run:
     def save(self, path: str | os.PathLike, checkpoint: str | None = None) -> str:
         """Write this Run's checkpoint (or the run's ``checkpoint``: "latest", "best", "step_N") to one
         self-contained file (config, env description, observation statistics, agent), which
-        ``agents.load(path)`` reads in any process; returns the path written."""
+        ``agents.load(path)`` reads in any process; returns the path written. As SB3 adds ".zip", a
+        name without an extension gets ".npz"."""
         source = self.checkpoint
         if checkpoint is not None:
             if self.run_dir is None:
@@ -185,6 +186,8 @@ class Run:
         if source is None:
             raise ValueError("this model has not been trained yet: call learn() first")
         path = os.fspath(path)
+        if not os.path.splitext(path)[1]:
+            path += ".npz"
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, f".{os.path.basename(path)}{TMP_SUFFIX}")
@@ -228,7 +231,7 @@ def load(path: str | os.PathLike, checkpoint: str | None = None, env: Any = None
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"load({path!r}): expected the path of a run directory or of a saved model (.npz)")
     path = os.fspath(path)
-    maker = None if env is None or isinstance(env, str) else envs.maker_for(env)[1]
+    maker = _maker(env)
     if os.path.isdir(path):
         rd = RunDir(path)
         cfg = configs.TrainConfig.from_dict(rd.read_config(), rd.file(RunDir.CONFIG))
@@ -238,12 +241,21 @@ def load(path: str | os.PathLike, checkpoint: str | None = None, env: Any = None
         result = rd.read_result() or {}
         return _run_from(ckpt, cfg, maker, run_dir=rd.path, status=rd.status, evals=evals,
                          stop_reason=result.get("stop_reason", ""))
+    if not os.path.exists(path) and os.path.isfile(path + ".npz"):
+        path += ".npz"                          # Run.save("name") wrote name.npz
     if not os.path.exists(path):
         raise RunDirError(f"{path}: no such run directory or saved model")
     if checkpoint is not None:
         raise ValueError(f"checkpoint={checkpoint!r}: {path} is a file, which holds one checkpoint")
     ckpt = Checkpoint(path, *read_checkpoint(path))
     return _run_from(ckpt, ckpt.config, maker)
+
+
+def _maker(env: Any) -> envs.EnvMaker | None:
+    """What makes a run's envs when ``env`` is an object (an id string needs nothing: the config names it)."""
+    if env is None or isinstance(env, str) or isinstance(env, envs.EnvMaker):
+        return None if isinstance(env, str) else env
+    return envs.maker_for(env)[1]
 
 
 def _checkpoint_path(rd: RunDir, checkpoint: str | None) -> str:

@@ -192,6 +192,8 @@ class _Session:
                 self._close_envs()
                 self.run_dir.unlock()
                 if self.console:
+                    if self.result.status in ("target_reached", "stopped"):
+                        print(f"stopped early: {self.result.stop_reason}", file=self.stream)
                     print(f"events and checkpoints in {self.run_dir}", file=self.stream, flush=True)
 
     def _open(self, resume: bool, checkpoint: str | None) -> dict[str, list]:

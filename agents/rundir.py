@@ -2,8 +2,9 @@
 
     {logdir}/{env}__{algo}__{seed}__{unix_time}/     CleanRL's name (``RunDir.name``)
         config.json                 {"algo", "run": RunConfig, "agent": the algorithm's config}
-        result.json                 {"status", "step", "episodes", "total_steps", "final_eval"}, written
-                                    when a session ends; status is done | target_reached | interrupted
+        result.json                 {"status", "stop_reason", "step", "episodes", "total_steps", "final_eval"},
+                                    written when a session ends; status is done | target_reached | stopped
+                                    (a callback ended it) | interrupted; stop_reason says it in words
         progress.csv                every logged scalar in long form: wall_time, step, tag, value
         events.out.tfevents.*       TensorBoard events (scalars, histograms, text, hparams)
         checkpoints/step_0000050000.npz   whole-run checkpoints, the newest ``keep`` of them
@@ -34,7 +35,7 @@ from rlnn.checkpoint import TMP_SUFFIX, CheckpointError, load_tree, save_tree
 
 FORMAT = "rlnn-run-checkpoint"
 VERSION = 2          # 2: agents keep no env-step counter of their own (the loop's is the one)
-FINISHED = ("done", "target_reached")
+FINISHED = ("done", "target_reached", "stopped")   # "stopped": a callback ended it on purpose
 _STEP_FILE = re.compile(r"step_(\d+)\.npz$")
 
 
