@@ -73,16 +73,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     """TensorBoard on DIR, from this Python environment (the ``watch:`` line of a run prints this command)."""
     import os
-    import subprocess
 
     if not os.path.isdir(args.logdir):
         raise UsageError(f"{args.logdir}: no such directory (give a run directory or the folder of several)")
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", args.logdir, "--host", args.host,
            "--port", str(args.port), "--samples_per_plugin", f"scalars={args.samples}"]
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)       # TensorBoard takes this process over: signals reach it directly
 
 
 def cmd_list(args: argparse.Namespace) -> int:
