@@ -30,9 +30,10 @@ import numpy as np
 import envs
 from agents.base import EnvInfo
 from agents.config import RunConfig, TrainConfig, resume_changes
+from agents.console import console_stream
 from agents.evaluate import evaluate
 from agents.logger import ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table
-from agents.registry import get_algo
+from agents.registry import check_run, get_algo
 from agents.loop_state import LoopState, RunResult, seeds_for
 from agents.rundir import CheckpointError, EvalRecord, RunDir
 from agents.signals import StopFlag
@@ -78,7 +79,8 @@ def train(
     """
     config_cls, _ = get_algo(algo)
     cfg = TrainConfig(algo, run_cfg, config_cls() if agent_cfg is None else agent_cfg)
-    session = _Session(cfg, None if run_dir is None else RunDir(run_dir), console, stream or sys.stdout, callback)
+    session = _Session(cfg, None if run_dir is None else RunDir(run_dir), console,
+                       console_stream(stream or sys.stdout), callback)
     return session.run(resume, checkpoint)
 
 
@@ -90,17 +92,17 @@ class _Session:
         self.result = RunResult(run_dir="", step=0, episodes=0, status="done")
         self.elapsed_step = -1
         self.last_metrics: dict[str, float] = {}
+        self.logger: Logger | None = None
+        self.notes: list[str] = []         # what the session found and did before it trains (resume, branch)
         self._setup()
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         run, (_, agent_cls) = self.cfg.run, get_algo(self.cfg.algo)
-        envs.check_env_id(run.env_id)
+        check_run(self.cfg, agent_cls)     # env id, packages, env_kwargs, spaces, memory: before anything is built
         agent_rng, self.env_seed, self.eval_seed = seeds_for(run.seed)
         self.env = envs.make_vec_env(run.env_id, run.num_envs, seed=self.env_seed,
                                      normalize_obs=run.normalize_obs, **run.env_kwargs)
-        envs.check_spaces(self.env.single_observation_space, self.env.single_action_space,
-                          discrete_actions=agent_cls.requires_discrete)
         self.eval_env = (envs.make_eval_env(run.env_id, run.eval_episodes, self.env, **run.env_kwargs)
                          if run.eval_episodes > 0 else None)
         self.agent = agent_cls(self.cfg.agent, EnvInfo.from_env(self.env), agent_rng)
@@ -120,12 +122,19 @@ class _Session:
         except (KeyError, ValueError) as e:
             raise CheckpointError(f"{path}: does not match this agent ({e})") from None
         state = LoopState.from_checkpoint(meta.get("loop", {}), arrays.get("loop", {}), path)
+        at = f"resumed at step {state.step:,} from {os.path.basename(path)}"
         # envs.env_state names its entries with "/" keys, which the checkpoint stored as a nested dict
-        if not envs.load_env_state(self.env, flatten(arrays.get("env", {}))):
-            print(f"note: {self.cfg.run.env_id} cannot be restored exactly; its episodes restart", file=self.stream)
+        if envs.load_env_state(self.env, flatten(arrays.get("env", {}))):
+            self.notes.append(f"{at}: bit for bit as a run that never stopped (the envs' state is restored)")
+        else:
+            self.notes.append(f"{at}, not bit for bit: the state of {self.cfg.run.env_id} cannot be saved (only "
+                              "envs whose whole state envs/state.py restores, such as the classic-control ones, "
+                              "resume exactly), so the envs were reset and their episodes in progress restart")
             state.obs, _ = self.env.reset(seed=self.env_seed + state.step)
             state.prev_done[:] = False
         self.state = state
+        if state.step < self.cfg.run.total_steps:       # a session follows: its history ends at this checkpoint
+            self.notes += self.run_dir.branch(state.step)
         return changes
 
     def _record_changes(self, changes: dict[str, list]) -> None:
@@ -140,9 +149,8 @@ class _Session:
                                            f"|---|---|---|\n{lines}", self.state.step)
 
     def _open_logger(self, resumed: bool) -> None:
-        at = self.state.step if resumed else None
-        sinks: list = [TensorBoardSink(self.run_dir.path, resume_step=at),
-                       CSVSink(self.run_dir.progress_path, resume_step=at)]
+        sinks: list = [TensorBoardSink(self.run_dir.path, resume_step=self.state.step if resumed else None),
+                       CSVSink(self.run_dir.progress_path)]
         if self.console:
             sinks.append(ConsoleSink(self.cfg.run.total_steps, stream=self.stream))
         self.logger = Logger(sinks)
@@ -161,27 +169,32 @@ class _Session:
         changes = self._open(resume, checkpoint)
         if resume and self.state.step >= self.cfg.run.total_steps:
             return self._nothing_to_do()
-        self._open_logger(resume)
-        self._record_changes(changes)
-        if self.console:
-            print(f"run: {self.run_dir}\nwatch: tensorboard --logdir "
-                  f"{os.path.dirname(os.path.abspath(self.run_dir.path))}", file=self.stream, flush=True)
-        self.t0, self.session_start_step = time.perf_counter(), self.state.step
+        for note in self.notes:
+            print(f"note: {note}", file=self.stream, flush=True)
         # Signals stay caught to the end: a second SIGTERM (a dying parent may send more than one) must not
         # kill the process while it writes its last checkpoint. A second Ctrl-C still stops it at once.
         with StopFlag() as stop:
             try:
+                self._open_logger(resume)
+                self._record_changes(changes)
+                if self.console:
+                    print(f"run: {self.run_dir}\nwatch: tensorboard --logdir "
+                          f"{os.path.dirname(os.path.abspath(self.run_dir.path))}", file=self.stream, flush=True)
+                self.t0, self.session_start_step = time.perf_counter(), self.state.step
                 try:
                     self._steps(stop)
                     self._finish()
                 except (Interrupted, KeyboardInterrupt):
                     self._interrupted()
+                self.logger.close()
                 return self._write_result()
-            except BaseException:
-                self.logger.session_end("failure")
+            except BaseException as e:
+                if self.logger is not None:
+                    self.logger.abort("failure")
+                if isinstance(e, OSError) and e.errno is not None:   # a full disk: say what stays
+                    raise OSError(e.errno, f"{e.strerror}; stopped, {self._kept()}", e.filename) from None
                 raise
             finally:
-                self.logger.close()
                 self._close_envs()
                 self.run_dir.unlock()
                 if self.console:
@@ -196,7 +209,7 @@ class _Session:
             if self.run_dir is None:    # made only now, so a config or env error leaves no empty directory
                 self.run_dir = RunDir.create_new(self.cfg.run.logdir, self.cfg.run.env_id, self.cfg.algo,
                                                  self.cfg.run.seed)
-            self.run_dir.claim_new()
+            self.notes += self.run_dir.claim_new()
             self.run_dir.write_config(self.cfg.to_dict())
             return {}
         except BaseException:

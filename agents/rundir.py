@@ -7,6 +7,16 @@
         progress.csv                every logged scalar in long form: wall_time, step, tag, value
         events.out.tfevents.*       TensorBoard events (scalars, histograms, text, hparams)
         checkpoints/step_0000050000.npz   whole-run checkpoints, the newest ``keep`` of them
+        abandoned/{unix_time}/      what a session set aside instead of deleting (``branch``, ``claim_new``):
+                                    checkpoints/, progress.csv rows and result.json of an abandoned future
+
+A session continues a run from one of its checkpoints, which becomes the end of the run's history
+(``branch``): later checkpoints (a branch from an older checkpoint), progress.csv rows past its step (a
+crash's, a branch's) and a damaged last row (a full disk's) are moved to ``abandoned/{unix_time}/``, so
+``eval``, ``agents.load`` and the next resume see one timeline. TensorBoard drops the later points by
+itself: the session's event file starts with a ``SessionLog.START`` at the step after the checkpoint's.
+A new run in a directory that holds no checkpoint but an earlier attempt's files (a worker killed before
+its first checkpoint) moves them aside the same way and starts a clean history.
 
 A process that writes a run directory holds an exclusive lock on its ``.lock`` file (``RunDir.lock``): an
 OS lock, released on any exit, ``kill -9`` included, so a second writer is refused with the first one's
@@ -19,7 +29,6 @@ temporary file and renamed, so the newest checkpoint is always whole.
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import glob
 import json
@@ -29,6 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agents.logger import CSVContent, read_csv
 from rlnn.checkpoint import TMP_SUFFIX, CheckpointError, load_tree, save_tree
 
 FORMAT = "rlnn-run-checkpoint"
@@ -55,6 +65,7 @@ class RunDir:
     """A run directory on disk (it need not exist yet)."""
 
     CONFIG, RESULT, PROGRESS, CHECKPOINTS, LOCK = "config.json", "result.json", "progress.csv", "checkpoints", ".lock"
+    ABANDONED = "abandoned"
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -78,25 +89,24 @@ class RunDir:
         """A directory no run has used, made atomically: ``name(...)``, or with ``_2``, ``_3``... appended
         when a run started in the same second took it."""
         _makedirs(logdir)
-        base = os.path.join(logdir, cls.name(env_id, algo, seed))
-        for k in range(1, 10_000):
-            path = base if k == 1 else f"{base}_{k}"
-            try:
-                os.mkdir(path)
-                return cls(path)
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise RunDirError(f"cannot create run directory {path}: {e.strerror}") from None
-        raise RunDirError(f"{base}: no free run directory name")
+        return cls(_mkdir_unique(os.path.join(logdir, cls.name(env_id, algo, seed)), "run directory"))
 
-    def claim_new(self) -> None:
-        """Make this (given) directory the home of a new run, locked: refused if it holds a run's checkpoints."""
+    def claim_new(self) -> list[str]:
+        """Make this (given) directory the home of a new run, locked: refused if it holds a run's checkpoints.
+        An earlier attempt's progress.csv and result.json are moved aside; returns lines saying so."""
         _makedirs(self.path)
         self.lock()
         if self.has_checkpoint():
             self.unlock()
             raise RunDirError(f"{self.path} already holds a run with checkpoints: resume it with --resume {self.path}")
+        left = [name for name in (self.PROGRESS, self.RESULT) if os.path.isfile(self.file(name))]
+        if not left:
+            return []
+        aside = self._abandoned_dir()
+        for name in left:
+            os.replace(self.file(name), os.path.join(aside, name))
+        return [f"{self.path} held no checkpoint but an earlier attempt's {' and '.join(left)}: moved to "
+                f"{aside}; this run starts a clean history"]
 
     # ------------------------------------------------------------------ lock
     def lock(self) -> None:
@@ -175,15 +185,16 @@ class RunDir:
     def _write_json(self, name: str, data: Any) -> None:
         write_json(self.file(name), data)
 
+    def progress(self) -> CSVContent:
+        """progress.csv's whole rows (and its damaged tail, if a full disk or a crash left one)."""
+        return read_csv(self.progress_path) if os.path.isfile(self.progress_path) else CSVContent(b"", [])
+
     def scalars(self, *tags: str) -> dict[str, dict[int, float]]:
-        """{tag: {step: value}} from progress.csv (the values exactly as logged)."""
+        """{tag: {step: value}} from progress.csv's whole rows (the values exactly as logged)."""
         out: dict[str, dict[int, float]] = {tag: {} for tag in tags}
-        if not os.path.isfile(self.progress_path):
-            return out
-        with open(self.progress_path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["tag"] in out:
-                    out[row["tag"]][int(row["step"])] = float(row["value"])
+        for row in self.progress().rows:
+            if row.tag in out:
+                out[row.tag][row.step] = row.value
         return out
 
     def evals(self) -> list[EvalRecord]:
@@ -201,7 +212,7 @@ class RunDir:
         """Checkpoint files, oldest first (by step)."""
         paths = [p for p in glob.glob(os.path.join(self.path, self.CHECKPOINTS, "step_*.npz"))
                  if _STEP_FILE.search(p)]
-        return sorted(paths, key=lambda p: int(_STEP_FILE.search(p).group(1)))
+        return sorted(paths, key=_step_of)
 
     def has_checkpoint(self) -> bool:
         return bool(self.checkpoints())
@@ -250,6 +261,57 @@ class RunDir:
                                   f"this rlnn reads {FORMAT} v{VERSION}")
         return meta, arrays
 
+    def branch(self, step: int) -> list[str]:
+        """Make the checkpoint at ``step`` the end of this run's history, before a session continues from
+        it: later checkpoints, progress.csv rows past ``step``, its damaged tail and a result.json of a
+        later session end move to ``abandoned/{unix_time}/``; any other result.json is dropped (the
+        session writes its own when it ends; until then the run is running or was killed). Returns lines
+        saying what moved."""
+        progress = self.progress()
+        later = [p for p in self.checkpoints() if _step_of(p) > step]
+        past = [row for row in progress.rows if row.step > step]
+        damaged = progress.damaged_line is not None
+        later_result = self._result_after(step)
+        notes = []
+        if damaged:
+            notes.append(f"{self.progress_path}: line {progress.damaged_line:,} is not a whole row (a full disk or "
+                         f"a crash cut it): the file is cut to the {len(progress.rows):,} whole rows before it")
+        if later or past or damaged or later_result:
+            aside = self._abandoned_dir()
+            if later:
+                os.makedirs(os.path.join(aside, self.CHECKPOINTS))
+                for path in later:
+                    os.replace(path, os.path.join(aside, self.CHECKPOINTS, os.path.basename(path)))
+            if past or damaged:
+                with open(os.path.join(aside, self.PROGRESS), "wb") as f:
+                    f.write(progress.header + b"".join(row.line for row in past) + progress.tail)
+                _write_bytes(self.progress_path, progress.header + b"".join(
+                    row.line for row in progress.rows if row.step <= step))
+            if later_result:
+                os.replace(self.file(self.RESULT), os.path.join(aside, self.RESULT))
+            moved = ([f"later checkpoints {', '.join(_stem(p) for p in later)}"] * bool(later)
+                     + [f"{len(past):,} progress.csv rows past step {step:,}"] * bool(past)
+                     + ["progress.csv's damaged tail"] * damaged + ["the result.json of a later end"] * later_result)
+            notes.append(f"the run continues from step {step:,}: {', '.join(moved)} moved to {aside}")
+        if os.path.isfile(self.file(self.RESULT)):
+            os.remove(self.file(self.RESULT))
+        return notes
+
+    def _result_after(self, step: int) -> bool:
+        """Whether result.json records a session end after ``step`` (or cannot be read)."""
+        if not os.path.isfile(self.file(self.RESULT)):
+            return False
+        try:
+            end = self.read_result().get("step")
+        except (RunDirError, AttributeError):
+            return True
+        return not isinstance(end, int) or end > step
+
+    def _abandoned_dir(self) -> str:
+        """A new ``abandoned/{unix_time}`` directory."""
+        _makedirs(self.file(self.ABANDONED))
+        return _mkdir_unique(os.path.join(self.file(self.ABANDONED), str(int(time.time()))), "directory")
+
     def _prune(self, keep: int) -> None:
         """Delete all but the newest ``keep`` checkpoints, and temporary files a crash left behind."""
         folder = os.path.join(self.path, self.CHECKPOINTS)
@@ -258,6 +320,41 @@ class RunDir:
         paths = self.checkpoints()
         for p in paths[: max(0, len(paths) - max(1, keep))]:
             os.remove(p)
+
+
+def _step_of(checkpoint: str) -> int:
+    return int(_STEP_FILE.search(checkpoint).group(1))
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _mkdir_unique(base: str, what: str) -> str:
+    """``base``, or ``base_2``, ``base_3``... if taken: made atomically, so two processes never share one."""
+    for k in range(1, 10_000):
+        path = base if k == 1 else f"{base}_{k}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunDirError(f"cannot create {what} {path}: {e.strerror}") from None
+    raise RunDirError(f"{base}: no free {what} name")
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    """``data`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
+    tmp = path + TMP_SUFFIX
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _makedirs(path: str) -> None:
@@ -271,12 +368,4 @@ def _makedirs(path: str) -> None:
 
 def write_json(path: str, data: Any) -> None:
     """``data`` as indented JSON, written atomically (a temporary file, then ``os.replace``)."""
-    tmp = path + TMP_SUFFIX
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    _write_bytes(path, json.dumps(data, indent=2).encode())

@@ -18,8 +18,8 @@ sync vector env, ``wrappers`` ``EpisodeStatistics``, ``normalize`` finds and fre
 normalizer, ``state`` saves and restores env state.
 """
 
-from envs.make import (EnvError, check_env_id, check_spaces, make_eval_env, make_eval_env_from_state,
-                       make_vec_env)
+from envs.make import (EnvError, check_env_id, check_first_step, check_spaces, make_eval_env,
+                       make_eval_env_from_state, make_vec_env)
 from envs.normalize import freeze_normalizer, obs_normalizer, sync_normalizer
 from envs.state import env_state, load_env_state
 from envs.wrappers import EpisodeStatistics

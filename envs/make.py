@@ -21,6 +21,7 @@ __all__ = [
     "EnvError",
     "check_env_id",
     "check_spaces",
+    "check_first_step",
     "make_vec_env",
     "make_eval_env",
     "make_eval_env_from_state",
@@ -61,6 +62,23 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, discrete
         raise EnvError(f"observation space {observation_space} is not supported: a flat Box of shape (n,) is required")
     if discrete_actions and not isinstance(action_space, gym.spaces.Discrete):
         raise EnvError(f"action space {action_space} is not supported: a Discrete action space is required")
+
+
+def check_first_step(env: gym.vector.VectorEnv, env_id: str, kwargs: dict[str, Any]) -> None:
+    """Reset ``env`` and step it once with a random action: an ``env_kwargs`` value of a wrong type (such
+    as ``max_episode_steps = "a"``) shows only there. EnvError naming them."""
+    try:
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+    except (TypeError, ValueError) as e:
+        if not kwargs:
+            raise
+        raise _kwargs_error(env_id, kwargs, e) from None
+
+
+def _kwargs_error(env_id: str, kwargs: dict[str, Any], e: Exception) -> EnvError:
+    reason = str(e).split(" was raised")[0].splitlines()[0] if str(e) else type(e).__name__
+    return EnvError(f"run.env_kwargs = {kwargs}: {env_id} does not take them ({reason})")
 
 
 def make_vec_env(
@@ -113,11 +131,13 @@ def _make(env_id: str, num_envs: int, mode: str, kwargs: dict[str, Any]) -> gym.
         extra = next((x for key, x in EXTRAS.items() if key in str(e)), None)
         fix = f"pip install 'rlnn[{extra}]'" if extra else str(e).split(". ")[0]
         raise EnvError(f"{env_id} needs a package that is not installed: {fix}") from None
-    except TypeError as e:
-        if "unexpected keyword argument" not in str(e):
+    except ModuleNotFoundError as e:    # the entry point's own import: phys2d/ and tabular/ envs need jax
+        top = (e.name or "").split(".")[0]
+        raise EnvError(f"{env_id} needs the package {top!r}, which is not installed: pip install {top}") from None
+    except (TypeError, ValueError) as e:      # unexpected keyword arguments, values of a wrong type
+        if not kwargs:
             raise
-        raise EnvError(f"run.env_kwargs = {kwargs}: {env_id} does not take them "
-                       f"({str(e).split(' was raised')[0]})") from None
+        raise _kwargs_error(env_id, kwargs, e) from None
 
 
 def make_eval_env(env_id: str, num_envs: int, train_env: gym.vector.VectorEnv | None = None,

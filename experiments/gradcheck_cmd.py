@@ -97,16 +97,17 @@ def cmd_check_gradients(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from agents import ALGOS
+    from experiments.cli import int_at_least, positive_float
 
     g = sub.add_parser("check-gradients", help="finite-difference check of an agent's backward pass")
     g.add_argument("--algo", required=True, choices=[a for a in ALGOS if a != "random"])
     g.add_argument("--env", default=None)
     g.add_argument("--config")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--eps", type=float, default=1e-7,
+    g.add_argument("--batch-size", type=int_at_least(1), default=32)
+    g.add_argument("--seed", type=int_at_least(0), default=0)
+    g.add_argument("--eps", type=positive_float, default=1e-7,
                    help="finite-difference step; small, so that few ReLU pre-activations are within eps of their kink")
-    g.add_argument("--tolerance", type=float, default=1e-4,
+    g.add_argument("--tolerance", type=positive_float, default=1e-4,
                    help="largest allowed norm ratio per layer (a wrong derivative gives ~1e-2; ReLU kinks ~1e-5)")
     g.set_defaults(func=cmd_check_gradients)
