@@ -10,11 +10,13 @@
     run = agents.train(resume="runs/CartPole-v1__dqn__0__...", total_steps=80_000)
 
 Configs are built exactly as the ``rlnn train`` command builds them (``agents.config.build``), and
-mistakes raise the same one-line ``ValueError``s the command prints.
+mistakes raise the same one-line ``ValueError``s the command prints; an argument of the wrong type (a
+dict for an observation, a float for a count, None for a path) raises a one-line ``TypeError``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,14 +46,21 @@ class Run:
 
     def predict(self, obs: Any) -> int | np.ndarray:
         """The greedy action for one observation (an int), or for a batch (rows) of them (an array)."""
-        x = np.asarray(obs, dtype=np.float64)
+        d = self.agent.env_info.obs_dim
+        try:
+            x = np.asarray(obs, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"predict(obs): obs is a {type(obs).__name__}; expected {d} numbers (one observation) "
+                            f"or rows of {d} (a batch)") from None
+        if not (x.shape == (d,) or (x.ndim == 2 and x.shape[1] == d)):
+            raise ValueError(f"predict(obs): obs has shape {x.shape}; expected ({d},) or (n, {d})")
         actions = self.agent.act(np.atleast_2d(x), self.step, greedy=True)
         return int(actions[0]) if x.ndim == 1 else actions
 
     def evaluate(self, episodes: int = 20, seed: int = 12345) -> np.ndarray:
         """Greedy returns of ``episodes`` episodes on fresh envs (observation normalization frozen)."""
-        if episodes < 1:
-            raise envs.EnvError(f"episodes={episodes}: must be at least 1")
+        _check_int("episodes", episodes, 1)
+        _check_int("seed", seed, 0)
         env = self.make_env(episodes)
         try:
             return evaluate(self.agent, env, seed=seed)
@@ -70,6 +79,11 @@ def train(algo: str | None = None, *, env: str | None = None, seed: int | None =
           logdir: str | None = None, quiet: bool = False, resume: str | None = None) -> Run:
     """Train a new run (preset < ``config`` TOML file < ``env``/``seed``/``total_steps``/``logdir`` < ``set``)
     or, with ``resume=RUN_DIR``, continue one up to ``total_steps``; returns the trained Run."""
+    if set is not None and not isinstance(set, dict):
+        raise TypeError(f"set={set!r}: expected a dict of config keys and values, e.g. set={{'agent.lr': 1e-3}}")
+    for name, value in (("config", config), ("resume", resume)):
+        if value is not None:
+            _check_path(name, value)
     if resume is not None:
         return _resume(resume, algo, total_steps, set or {}, quiet, env=env, seed=seed, config=config, logdir=logdir)
     cfg = configs.build(algo, env, config, set or {}, {"seed": seed, "total_steps": total_steps, "logdir": logdir})
@@ -95,7 +109,11 @@ def _resume(run_dir: str, algo: str | None, total_steps: int | None, sets: dict[
 
 
 def load(run_dir: str, checkpoint: str | None = None) -> Run:
-    """A run's agent from its latest checkpoint (or ``checkpoint``, a path), built as it was trained."""
+    """A run's agent from its latest checkpoint (or ``checkpoint``: "step_N" or a path), built as it was
+    trained."""
+    _check_path("run_dir", run_dir)
+    if checkpoint is not None:
+        _check_path("checkpoint", checkpoint)
     rd = RunDir(run_dir)
     cfg = configs.TrainConfig.from_dict(rd.read_config(), rd.file(RunDir.CONFIG))
     _, agent_cls = get_algo(cfg.algo)
@@ -105,7 +123,7 @@ def load(run_dir: str, checkpoint: str | None = None) -> Run:
     # Built as it was trained (buffers are sized by the run's num_envs); acting takes any batch size.
     agent = agent_cls(cfg.agent, EnvInfo(info.obs_dim, info.num_actions, cfg.run.num_envs),
                       np.random.default_rng(0))
-    path = checkpoint or rd.latest_checkpoint()
+    path = rd.latest_checkpoint() if checkpoint is None else rd.checkpoint_named(os.fspath(checkpoint))
     meta, arrays = rd.load_checkpoint(path)
     try:
         agent.load_state_dict(arrays["agent"])
@@ -116,3 +134,16 @@ def load(run_dir: str, checkpoint: str | None = None) -> Run:
     return Run(run_dir=rd.path, config=cfg, agent=agent, step=step, status=rd.status, evals=evals,
                env_state=flatten(arrays.get("env", {})))
 
+
+
+def _check_path(name: str, value: Any) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}={value!r}: expected a path (str or os.PathLike), not {type(value).__name__}")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    """TypeError unless ``value`` is an int; ValueError below ``low``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name}={value!r}: expected an int, not {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name}={value}: must be {'0 or more' if low == 0 else f'at least {low}'}")

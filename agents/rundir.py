@@ -176,11 +176,7 @@ class RunDir:
         return self.status in FINISHED
 
     def _read_json(self, name: str) -> dict[str, Any]:
-        try:
-            with open(self.file(name)) as f:
-                return json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise RunDirError(f"{self.file(name)}: unreadable ({e})") from None
+        return read_json(self.file(name))
 
     def _write_json(self, name: str, data: Any) -> None:
         write_json(self.file(name), data)
@@ -232,8 +228,11 @@ class RunDir:
         return path
 
     def checkpoint_named(self, name: str) -> str:
-        """The checkpoint file of ``name`` ("step_N", "step_N.npz" or a path); RunDirError listing the others."""
-        path = name if os.sep in name else os.path.join(self.path, self.CHECKPOINTS, name)
+        """The checkpoint file of ``name`` ("step_N" with or without its zeros, "step_N.npz" or a path);
+        RunDirError listing the others."""
+        number = re.fullmatch(r"step_(\d+)(\.npz)?", name)
+        path = (self.checkpoint_path(int(number.group(1))) if number
+                else name if os.sep in name else os.path.join(self.path, self.CHECKPOINTS, name))
         path = path if path.endswith(".npz") else path + ".npz"
         if not os.path.isfile(path):
             raise RunDirError(f"{path}: no such checkpoint; {self._listing()}")
@@ -292,7 +291,8 @@ class RunDir:
             moved = ([f"later checkpoints {', '.join(_stem(p) for p in later)}"] * bool(later)
                      + [f"{len(past):,} progress.csv rows past step {step:,}"] * bool(past)
                      + ["progress.csv's damaged tail"] * damaged + ["the result.json of a later end"] * later_result)
-            notes.append(f"the run continues from step {step:,}: {', '.join(moved)} moved to {aside}")
+            listed = ", ".join(moved[:-1]) + " and " * (len(moved) > 1) + moved[-1]
+            notes.append(f"the run continues from step {step:,}: {listed} moved to {aside}")
         if os.path.isfile(self.file(self.RESULT)):
             os.remove(self.file(self.RESULT))
         return notes
@@ -364,6 +364,18 @@ def _makedirs(path: str) -> None:
         raise RunDirError(f"{path} is a file, not a directory for runs") from None
     except OSError as e:
         raise RunDirError(f"cannot create {path}: {e.strerror}") from None
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON object from ``path``; RunDirError naming the file when it cannot be read or is not one."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path}: unreadable ({e})") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: unreadable (a JSON {type(data).__name__}, not an object)")
+    return data
 
 
 def write_json(path: str, data: Any) -> None:

@@ -108,10 +108,22 @@ def parse_names(text: str, flag: str) -> tuple[str, ...]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``5`` -> 0..4; ``0-9`` -> 0..9; ``1,4,7`` -> those."""
+    """``5`` -> 0..4; ``0-9`` -> 0..9; ``1,4,7`` -> those (each once: a seed given twice is refused)."""
+    seeds = _seeds(text)
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        which = f"seeds {', '.join(map(str, twice))} are" if len(twice) > 1 else f"seed {twice[0]} is"
+        raise ConfigError(f"--seeds {text!r}: {which} given twice; each seed runs once")
+    return seeds
+
+
+def _seeds(text: str) -> list[int]:
     try:
         if "," in text:
-            return [int(s) for s in text.split(",")]
+            seeds = [int(s) for s in text.split(",")]
+            if min(seeds) < 0:
+                raise ValueError
+            return seeds
         if "-" in text:
             lo, hi = (int(s) for s in text.split("-"))
             if hi < lo:
