@@ -10,7 +10,9 @@ The logger knows nothing of TensorBoard; a sink does. Tag vocabulary (x-axis: gl
 
 TensorBoard events are written with the ``tensorboard`` package's own ``EventFileWriter`` and protos
 (no PyTorch, no TensorFlow). A resumed run writes a ``SessionLog.START`` event at the resume step, which
-tells TensorBoard to drop points a crashed attempt wrote past the checkpoint.
+tells TensorBoard to drop points a crashed attempt (or the future a branch abandoned) wrote past the
+checkpoint. A write that fails (a full disk) raises an OSError naming the sink's file, also when the
+event writer's thread met it.
 """
 
 from __future__ import annotations

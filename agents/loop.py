@@ -1,14 +1,17 @@
 """The one training loop: act -> env.step -> observe -> learn -> log -> evaluate -> checkpoint.
 
 The loop owns the envs, the clock, the logger, the checkpoints and the env-step counter; the agent only
-acts and learns (``agents.base.Agent``). A session runs in four parts: setup (envs, agent, seeds) ->
-resume (from the run directory's latest checkpoint, if asked) -> steps -> finish (final evaluation,
-checkpoint, result.json).
+acts and learns (``agents.base.Agent``). A session runs in four parts: setup (``agents.registry.check_run``,
+then envs, agent, seeds) -> resume (from the run directory's latest checkpoint, if asked; the checkpoint
+becomes the end of the run's history, ``RunDir.branch``) -> steps -> finish (final evaluation, checkpoint,
+result.json). A session that fails closes every sink as far as it can and raises the error that stopped it
+(a full disk: naming the file and the checkpoint that stays).
 
 Every random number comes from one ``np.random.SeedSequence(seed)``, spawned into the agent's generator and
 the seeds of the training and evaluation envs, so one seed fixes a whole run. A checkpoint holds the
-complete state (agent, envs, ``LoopState``), so stopping at step N and resuming gives bit for bit the run
-that never stopped.
+complete state (agent, envs where ``envs.env_state`` can save them, ``LoopState``), so stopping at step N
+and resuming gives bit for bit the run that never stopped; an env whose state cannot be saved is reset
+(its episodes in progress restart), and the session says so.
 
 Step counting: ``step`` counts real env transitions. Under NEXT_STEP autoreset the step after an
 episode ends only resets that sub-env; it is masked out (``valid``) and not counted. Within one vector
