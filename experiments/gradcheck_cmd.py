@@ -16,6 +16,7 @@ import numpy as np
 
 import envs
 from agents import config, get_algo
+from agents.registry import check_run
 from agents.base import EnvInfo
 from rlnn.gradcheck import numerical_gradient, relative_error
 
@@ -89,6 +90,7 @@ def check_agent(algo: str, run_cfg, agent_cfg, batch_size: int = 32, seed: int =
 
 def cmd_check_gradients(args: argparse.Namespace) -> int:
     cfg = config.build(args.algo, args.env, args.config, args.set)
+    check_run(cfg)          # sizes no machine has, among others: one line before anything is built
     worst = check_agent(args.algo, cfg.run, cfg.agent, batch_size=args.batch_size, seed=args.seed, eps=args.eps)
     ok = worst <= args.tolerance
     print(f"{'OK' if ok else 'FAILED'}: worst error {worst:.2e} (tolerance {args.tolerance:.0e})")

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -168,6 +169,7 @@ def test_a_full_disk_while_logging_is_one_line_naming_the_file(tmp_path, monkeyp
 
     run_dir = str(tmp_path / "run")
     full = FullDisk(run_dir)
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)    # Python's: prints to stderr
     if where == "event writer thread":       # EventFileWriter's thread appends through this
         real_write = gfile.LocalFileSystem._write
 
@@ -277,6 +279,14 @@ def test_sizes_no_machine_has_are_refused_before_allocating(monkeypatch, capsys,
     assert err.startswith(f"rlnn: error: {key} = ") and "would need at least" in err
     assert "more than this machine's 16.0 GiB of physical memory" in err
     assert not logdir.exists()
+
+
+def test_check_gradients_refuses_sizes_no_machine_has_too(monkeypatch, capsys):
+    import agents.registry
+
+    monkeypatch.setattr(agents.registry, "physical_memory", lambda: 16 * 2**30)
+    err = one_line(capsys, ["check-gradients", "--algo", "dqn", "--set", "agent.hidden_sizes=[1000000000]"])
+    assert err.startswith("rlnn: error: agent.hidden_sizes = [1000000000]: this run would need at least")
 
 
 def test_env_kwargs_of_a_wrong_type_leave_no_run_directory(capsys, tmp_path):
