@@ -88,13 +88,13 @@ class RunDir:
     def create_new(cls, logdir: str, env_id: str, algo: str, seed: int) -> "RunDir":
         """A directory no run has used, made atomically: ``name(...)``, or with ``_2``, ``_3``... appended
         when a run started in the same second took it."""
-        _makedirs(logdir)
+        make_dirs(logdir)
         return cls(_mkdir_unique(os.path.join(logdir, cls.name(env_id, algo, seed)), "run directory"))
 
     def claim_new(self) -> list[str]:
         """Make this (given) directory the home of a new run, locked: refused if it holds a run's checkpoints.
         An earlier attempt's progress.csv and result.json are moved aside; returns lines saying so."""
-        _makedirs(self.path)
+        make_dirs(self.path)
         self.lock()
         if self.has_checkpoint():
             self.unlock()
@@ -309,7 +309,7 @@ class RunDir:
 
     def _abandoned_dir(self) -> str:
         """A new ``abandoned/{unix_time}`` directory."""
-        _makedirs(self.file(self.ABANDONED))
+        make_dirs(self.file(self.ABANDONED))
         return _mkdir_unique(os.path.join(self.file(self.ABANDONED), str(int(time.time()))), "directory")
 
     def _prune(self, keep: int) -> None:
@@ -357,7 +357,8 @@ def _write_bytes(path: str, data: bytes) -> None:
         raise
 
 
-def _makedirs(path: str) -> None:
+def make_dirs(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, with RunDirError (a user mistake) when a path is in the way."""
     try:
         os.makedirs(path, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

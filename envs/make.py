@@ -70,15 +70,16 @@ def check_first_step(env: gym.vector.VectorEnv, env_id: str, kwargs: dict[str, A
     try:
         env.reset(seed=0)
         env.step(env.action_space.sample())
-    except (TypeError, ValueError) as e:
+    except Exception as e:
         if not kwargs:
             raise
         raise _kwargs_error(env_id, kwargs, e) from None
 
 
 def _kwargs_error(env_id: str, kwargs: dict[str, Any], e: Exception) -> EnvError:
-    reason = str(e).split(" was raised")[0].splitlines()[0] if str(e) else type(e).__name__
-    return EnvError(f"run.env_kwargs = {kwargs}: {env_id} does not take them ({reason})")
+    """The one line for an env that fails with ``kwargs``: the failure is theirs, and named."""
+    reason = str(e).split(" was raised")[0].splitlines()[0] if str(e) else ""
+    return EnvError(f"run.env_kwargs = {kwargs}: {env_id} does not take them ({type(e).__name__}: {reason})")
 
 
 def make_vec_env(
@@ -134,7 +135,7 @@ def _make(env_id: str, num_envs: int, mode: str, kwargs: dict[str, Any]) -> gym.
     except ModuleNotFoundError as e:    # the entry point's own import: phys2d/ and tabular/ envs need jax
         top = (e.name or "").split(".")[0]
         raise EnvError(f"{env_id} needs the package {top!r}, which is not installed: pip install {top}") from None
-    except (TypeError, ValueError) as e:      # unexpected keyword arguments, values of a wrong type
+    except Exception as e:      # with env_kwargs: unexpected keyword arguments, values of a wrong type
         if not kwargs:
             raise
         raise _kwargs_error(env_id, kwargs, e) from None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from agents import ALGOS, UnknownAlgo
 from agents.config import ConfigError, build
 from agents.registry import check_run
-from agents.rundir import RunDir
+from agents.rundir import RunDir, make_dirs
 from experiments.pool import Job, Outcome, SpecFile, job_for, resumable, run_jobs
 
 DEFAULT_ENV = "CartPole-v1"
@@ -219,7 +219,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _new_parent(logdir: str, prefix: str) -> tuple[str, int]:
     """A directory ``{prefix}__{time}`` no other compare uses: two started in the same second get different times."""
     stamp = int(time.time())
-    os.makedirs(logdir, exist_ok=True)
+    make_dirs(logdir)
     while True:
         parent = os.path.abspath(os.path.join(logdir, f"{prefix}__{stamp}"))
         try:

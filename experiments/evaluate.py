@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import agents
@@ -16,6 +18,8 @@ def evaluate_run(run_dir: str, episodes: int = 20, render: bool = False, gif: st
                  seed: int = 12345) -> int:
     if episodes < 1:
         raise envs.EnvError(f"--episodes {episodes}: must be at least 1")
+    if gif and not os.path.isdir(os.path.dirname(os.path.abspath(gif))):
+        raise envs.EnvError(f"--gif {gif}: no directory {os.path.dirname(os.path.abspath(gif))} to write it in")
     run = agents.load(run_dir)
     returns = run.evaluate(episodes, seed=seed)
     print(f"{run_dir} ({run.config.algo}, step {run.step:,}): greedy return over {len(returns)} episodes "

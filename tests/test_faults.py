@@ -291,10 +291,11 @@ def test_check_gradients_refuses_sizes_no_machine_has_too(monkeypatch, capsys):
 
 def test_env_kwargs_of_a_wrong_type_leave_no_run_directory(capsys, tmp_path):
     logdir = tmp_path / "runs"
-    for num_envs in ("1", "8"):         # the sync env and the NumPy vector env
-        err = one_line(capsys, ["train", "--algo", "pg", "--set", 'run.env_kwargs={max_episode_steps="a"}',
-                                "--set", f"run.num_envs={num_envs}", "--logdir", str(logdir)])
-        assert "run.env_kwargs" in err and "max_episode_steps" in err
+    for kwargs in ('{max_episode_steps="a"}', "{render_mode=5}"):
+        for num_envs in ("1", "8"):         # the sync env and the NumPy vector env
+            err = one_line(capsys, ["train", "--algo", "pg", "--set", f"run.env_kwargs={kwargs}",
+                                    "--set", f"run.num_envs={num_envs}", "--logdir", str(logdir)])
+            assert f"run.env_kwargs = {{'{kwargs[1:].split('=')[0]}'" in err and "does not take them" in err
     assert not logdir.exists()
 
 
@@ -304,6 +305,19 @@ def test_arguments_out_of_range_are_one_line(small_run, capsys):
     assert "--batch-size: 0 is not allowed" in one_line(capsys, ["check-gradients", "--algo", "pg", "--batch-size", "0"])
     assert "--eps: 0.0 is not allowed" in one_line(capsys, ["check-gradients", "--algo", "pg", "--eps", "0"])
     assert "--search-seed: -1" in one_line(capsys, ["sweep", "--space", "x.toml", "--search-seed", "-1"])
+
+
+def test_a_file_in_the_place_of_a_directory_is_one_line_in_every_command(small_run, capsys, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    space = os.path.join(ROOT, "experiments", "sweeps", "cartpole_dqn.toml")
+    for argv in (["train", "--algo", "random", "--logdir", str(a_file)],
+                 ["compare", "--algos", "random", "--seeds", "1", "--logdir", str(a_file)],
+                 ["sweep", "--space", space, "--seeds", "1", "--trials", "1", "--logdir", str(a_file)]):
+        assert f"{a_file} is a file, not a directory for runs" in one_line(capsys, argv)
+    run_dir = train("random", small_run(total_steps=300), console=False).run_dir
+    gif = str(a_file / "episode.gif")
+    assert f"--gif {gif}: no directory" in one_line(capsys, ["eval", run_dir, "--gif", gif])
 
 
 @pytest.mark.parametrize("env_id", ["phys2d/CartPole-v1", "tabular/Blackjack-v0"])

@@ -48,6 +48,7 @@ from dataclasses import replace
 from agents import ALGOS
 from agents.config import ConfigError
 from agents.registry import check_run
+from agents.rundir import make_dirs
 from experiments.compare import parse_seeds
 from experiments.pool import resumable
 from experiments.sweep.report import report_sweep
@@ -173,6 +174,7 @@ def _new_spec(args: argparse.Namespace) -> tuple[SweepSpec, Space]:
 def _create(args: argparse.Namespace, spec: SweepSpec, space: Space, sampled: list[dict]) -> tuple[str, SweepSpec]:
     """The sweep directory with sweep.json, space.toml, the HPARAMS summary and the sampled trials."""
     stamp = int(time.time())
+    make_dirs(args.logdir)
     while True:  # two sweeps started in the same second get different directories
         sweep_dir = os.path.abspath(os.path.join(args.logdir, f"sweep__{spec.env.replace('/', '-')}__"
                                                               f"{spec.algo}__{stamp}"))
