@@ -65,9 +65,9 @@ def check_memory(cfg, agent_needs: list[tuple[str, str, int]], obs_bytes: int) -
     refused could never fit, named by the config key of its largest part."""
     from agents.config import ConfigError
 
-    # per env at the least: its observation three times (the loop's, the next one, the env's own state)
-    # and a few 8-byte numbers (reward, flags, action, step count)
-    per_env = 3 * obs_bytes + 40
+    # per env, at the least: the loop's observation and the next one, an 8-byte reward and action, and the
+    # episode statistics' return, length and start time (8 bytes each)
+    per_env = 2 * obs_bytes + 40
     needs = [*agent_needs, ("run.num_envs", "the training envs", cfg.run.num_envs * per_env),
              ("run.eval_episodes", "the evaluation envs", cfg.run.eval_episodes * per_env)]
     total, have = sum(n for _, _, n in needs), physical_memory()
