@@ -261,6 +261,8 @@ def read_csv(path: str) -> CSVContent:
     fields, a step or value that is not a number, or a damaged header."""
     with open(path, "rb") as f:
         data = f.read()
+    if not data:
+        return CSVContent(b"", [])
     lines = data.split(b"\n")
     whole, partial = [line + b"\n" for line in lines[:-1]], lines[-1]
     header = ",".join(CSVSink.FIELDS).encode()

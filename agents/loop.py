@@ -131,7 +131,7 @@ class _Session:
             self.notes.append(f"{at}: bit for bit as a run that never stopped (the envs' state is restored)")
         else:
             self.notes.append(f"{at}, not bit for bit: the state of {self.cfg.run.env_id} cannot be saved (only "
-                              "envs whose whole state envs/state.py restores, such as the classic-control ones, "
+                              "envs whose whole state rlnn can save, such as Gymnasium's classic-control ones, "
                               "resume exactly), so the envs were reset and their episodes in progress restart")
             state.obs, _ = self.env.reset(seed=self.env_seed + state.step)
             state.prev_done[:] = False
