@@ -17,7 +17,9 @@ or one ``gym.Env`` instance (the run's only training env; evaluation runs on dee
 when training starts). ``envs.source`` says how each is recorded in the run's config.
 
 Configs are built exactly as the ``rlnn train`` command builds them (``agents.config.build`` and
-``resumed``), and mistakes raise the same one-line ``ValueError``s the command prints.
+``resumed``), and mistakes raise the same one-line ``ValueError``s the command prints; an argument of
+the wrong type (a dict for an observation, a float for a count, None for a path) raises a one-line
+``TypeError``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import shutil
 from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 
 import envs
@@ -91,32 +94,16 @@ class Run:
 
     def _prepare(self, observation: Any) -> tuple[np.ndarray, bool]:
         """(flat observations (B, d) as the agent saw them in training, whether a batch was given)."""
-        if isinstance(observation, (str, bytes, dict)) and self.observation_space is None:
-            raise TypeError(f"observation {observation!r}: expected an array of {self.env_info.obs_dim} numbers "
-                            "or a batch of them")
-        try:
-            if self.observation_space is not None:
-                x, batched = envs.flatten_batch(self.observation_space, observation)
-            else:
-                arr = np.asarray(observation, dtype=np.float64)
-                x, batched = np.atleast_2d(arr), arr.ndim == 2
-        except (TypeError, ValueError) as e:
-            raise TypeError(str(e).split("\n")[0]) from None
-        if x.ndim != 2 or x.shape[1] != self.env_info.obs_dim:
-            raise TypeError(f"observation of shape {np.shape(observation)}: the agent takes "
-                            f"{self.env_info.obs_dim} numbers per observation")
+        space = self.observation_space or gym.spaces.Box(-np.inf, np.inf, (self.env_info.obs_dim,))
+        x, batched = envs.flatten_batch(space, observation)
         if self.config.run.normalize_obs and "norm/mean" in self.env_state:
             x = envs.normalize_frozen(x, self.env_state["norm/mean"], self.env_state["norm/var"])
         return x, batched
 
     def evaluate(self, episodes: int = 20, seed: int = 12345) -> np.ndarray:
         """Greedy returns of ``episodes`` episodes on fresh envs (observation normalization frozen)."""
-        if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)):
-            raise TypeError(f"episodes={episodes!r}: expected a whole number of episodes")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed={seed!r}: expected an int")
-        if episodes < 1:
-            raise envs.EnvError(f"episodes={episodes}: must be at least 1")
+        _check_int("episodes", episodes, 1)
+        _check_int("seed", seed, 0)
         env = self.make_env(episodes)
         try:
             return evaluate(self.agent, env, seed=seed)
@@ -205,6 +192,9 @@ def train(algo: str | None = None, *, env: Any = None, seed: int | None = None, 
     ``callback(info)``: called after every vector step with ``info["step"]``, ``info["metrics"]``,
     ``info["eval"]`` (see ``agents.loop.train``); returning False stops the run.
     """
+    for what, value in (("config", config), ("resume", resume)):
+        if value is not None:
+            _check_path(what, value)
     name, maker = (None, None) if env is None else envs.maker_for(env)
     if resume is not None:
         cfg = configs.resumed(os.fspath(resume), algo, total_steps, set, seed=seed, config=config, logdir=logdir,
@@ -228,8 +218,10 @@ def load(path: str | os.PathLike, checkpoint: str | None = None, env: Any = None
     file) or from a checkpoint file (``Run.save``'s, or a run's ``checkpoints/*.npz``), built as it was
     trained. ``env``: the env again, when the run's env was an object given in a script (an id string
     needs nothing: the config names it); acting needs no env at all."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"load({path!r}): expected the path of a run directory or of a saved model (.npz)")
+    _check_path("path", path)
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        _check_path("checkpoint", checkpoint)
+        checkpoint = os.fspath(checkpoint)
     path = os.fspath(path)
     maker = _maker(env)
     if os.path.isdir(path):
@@ -249,6 +241,19 @@ def load(path: str | os.PathLike, checkpoint: str | None = None, env: Any = None
         raise ValueError(f"checkpoint={checkpoint!r}: {path} is a file, which holds one checkpoint")
     ckpt = Checkpoint(path, *read_checkpoint(path))
     return _run_from(ckpt, ckpt.config, maker)
+
+
+def _check_path(name: str, value: Any) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}={value!r}: expected a path (str or os.PathLike), not {type(value).__name__}")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    """TypeError unless ``value`` is an int; ValueError below ``low``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name}={value!r}: expected an int, not {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name}={value}: must be {'0 or more' if low == 0 else f'at least {low}'}")
 
 
 def _maker(env: Any) -> envs.EnvMaker | None:

@@ -87,6 +87,7 @@ class Agent:
                                           and scalars (no objects; see agents.rundir)
         load_state_dict(state) -> None
         networks() -> {name: rlnn.MLP}    for inspection and the loop's finiteness check
+        memory(config, env_info)          (a classmethod) the bytes it would allocate, before it does
         optimizers() -> {name: optimizer} the optimizer of networks()[name], for update ratios
         gradient_checks(batch) -> {loss name: (network, closure)}   for ``rlnn check-gradients``
 
@@ -143,6 +144,12 @@ class Agent:
     def optimizers(self) -> dict[str, Any]:
         return {}
 
+    @classmethod
+    def memory(cls, config: Any, env_info: EnvInfo) -> list[tuple[str, str, int]]:
+        """(config key, what, bytes) of the largest arrays the agent would allocate, computed before it
+        allocates anything: ``agents.registry.check_run`` refuses a run no machine of this size can hold."""
+        return []
+
     def gradient_checks(self, batch: dict[str, np.ndarray]) -> dict[str, tuple[Any, Any]]:
         """{loss name: (network, closure)}; ``closure()`` recomputes the loss from the network's
         ``flat_params`` and leaves its gradient in ``flat_grads``, through the training code path.
@@ -151,6 +158,13 @@ class Agent:
         rewards (B,), next_obs (B, d), terminated (B,), truncated (B,).
         """
         return {}
+
+
+def trained_network_bytes(sizes: list[int], dtype: str) -> int:
+    """Bytes of an MLP of layer widths ``sizes`` trained with Adam: its flat buffers and Adam's two moments."""
+    from rlnn import MLP
+
+    return MLP.nbytes(sizes, dtype) + 2 * MLP.param_count(sizes) * np.dtype(dtype).itemsize
 
 
 def rng_state(rng: np.random.Generator) -> np.ndarray:

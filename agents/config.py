@@ -83,9 +83,16 @@ class TrainConfig:
         """Back from ``to_dict()`` output (a run's config.json), every key checked as in a TOML file."""
         if not isinstance(saved, dict) or "algo" not in saved:
             raise ConfigError(f"{source}: no algo key (not an rlnn run config)")
+        for section in ("run", "agent"):
+            if not isinstance(saved.get(section), dict):
+                what = "missing" if section not in saved else f"{saved[section]!r}, not a table"
+                raise ConfigError(f"{source}: {section} is {what} (not an rlnn run config)")
         config_cls, _ = get_algo(saved["algo"])
-        return cls(saved["algo"], update(RunConfig(), saved.get("run", {}), "run"),
-                   update(config_cls(), saved.get("agent", {}), "agent"))
+        try:
+            return cls(saved["algo"], update(RunConfig(), saved["run"], "run"),
+                       update(config_cls(), saved["agent"], "agent"))
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
 
 
 # Keys a resumed run may change (``rlnn train --resume RUN --set agent.lr=1e-4``): schedules, step sizes
@@ -265,6 +272,10 @@ def apply_document(algo: str, run_cfg: RunConfig, agent_cfg: Any, doc: dict[str,
             raise ConfigError(f"{source}: unknown top-level key {key!r}: allowed are algo, [run], [agent]")
     if "algo" in doc and str(doc["algo"]).lower() != algo:
         raise ConfigError(f"{source}: algo = {doc['algo']!r} but the algorithm asked for is {algo!r}")
+    for section in ("run", "agent"):
+        if not isinstance(doc.get(section, {}), dict):
+            raise ConfigError(f"{source}: {section} = {doc[section]!r} is not a table: write [{section}] "
+                              f"with its keys on the lines below")
     run_cfg = update(run_cfg, doc.get("run", {}), "run")
     agent_cfg = update(agent_cfg, doc.get("agent", {}), "agent")
     return run_cfg, agent_cfg

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_choice, check_network,
-                         check_positive, check_range, rng_state, set_rng_state)
+                         check_positive, check_range, rng_state, set_rng_state, trained_network_bytes)
 from agents.nstep import NStepQueue
 from agents.replay import ReplayBuffer
 from rlnn import MLP, losses, optim, schedules
@@ -143,6 +143,15 @@ class DQNAgent(Agent):
         self._dq = np.zeros((c.batch_size, env.num_actions), self.dtype)
         self._obs_pair = np.zeros((2 * c.batch_size, env.obs_dim), self.dtype)   # [s; s'] of a batch
         self._grad_clip = c.max_grad_norm if c.max_grad_norm > 0 else None
+
+    @classmethod
+    def memory(cls, config: DQNConfig, env_info: EnvInfo) -> list[tuple[str, str, int]]:
+        sizes = [env_info.obs_dim, *config.hidden_sizes, env_info.num_actions]
+        target = MLP.nbytes(sizes, config.dtype)
+        replay = ReplayBuffer.nbytes(config.buffer_size, env_info.obs_dim, config.dtype)
+        return [("agent.hidden_sizes", "the Q-network, its target and Adam",
+                 trained_network_bytes(sizes, config.dtype) + target),
+                ("agent.buffer_size", "the replay buffer", replay)]
 
     def epsilon(self, step: int) -> float:
         """The exploration rate at env step ``step``."""

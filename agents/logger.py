@@ -10,18 +10,23 @@ The logger knows nothing of TensorBoard; a sink does. Tag vocabulary (x-axis: gl
 
 TensorBoard events are written with the ``tensorboard`` package's own ``EventFileWriter`` and protos
 (no PyTorch, no TensorFlow). A resumed run writes a ``SessionLog.START`` event at the resume step, which
-tells TensorBoard to drop points a crashed attempt wrote past the checkpoint.
+tells TensorBoard to drop points a crashed attempt (or the future a branch abandoned) wrote past the
+checkpoint. A write that fails (a full disk) raises an OSError naming the sink's file, also when the
+event writer's thread met it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import sys
+import threading
 import time
-from typing import Any, Iterable, Protocol
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -58,6 +63,38 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """An OSError without a file name (a buffered write or a flush that hit a full disk) gets ``path``."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, path) from None
+
+
+def _quiet_event_writer_threads() -> None:
+    """Keep the event writer's thread from printing its write errors (a full disk) as a traceback.
+
+    ``EventFileWriter`` writes from a thread that keeps its exception and re-raises it at the main
+    thread's next ``add_event`` or ``flush``, where ``TensorBoardSink`` names the file in one line; the
+    thread's own traceback on stderr would only say the same in 17 lines.
+    """
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    previous = threading.excepthook
+    if getattr(previous, "quiets_event_writers", False):
+        return
+
+    def hook(args) -> None:
+        if not (isinstance(args.thread, _AsyncWriterThread) and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    hook.quiets_event_writers = True
+    threading.excepthook = hook
+
+
 class Sink(Protocol):
     def scalar(self, tag: str, value: float, step: int) -> None: ...
     def flush(self, durable: bool = False) -> None: ...
@@ -92,16 +129,22 @@ class TensorBoardSink:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._event_pb2 = event_pb2
+        _quiet_event_writer_threads()
         if os.path.isdir(run_dir):
             _wait_for_a_later_second(run_dir)
         self.writer = EventFileWriter(run_dir, max_queue_size=1000, flush_secs=5)
+        self.path = self.writer._file_name     # EventFileWriter has no public name for it; this one is stable
         # The first START marks the session; a later one (resume) purges stale points at >= its step.
-        self.writer.add_event(event_pb2.Event(
+        self._write(event_pb2.Event(
             wall_time=time.time(), step=0 if resume_step is None else resume_step + 1,
             session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
+    def _write(self, event) -> None:
+        with _naming(self.path):
+            self.writer.add_event(event)
+
     def _add(self, summary, step: int) -> None:
-        self.writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+        self._write(self._event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         from tensorboard.compat.proto import summary_pb2
@@ -149,49 +192,105 @@ class TensorBoardSink:
         self._add(summary, 0)
 
     def flush(self, durable: bool = False) -> None:
-        self.writer.flush()
-        if durable:     # EventFileWriter has no public name for its file; the name it keeps is stable
-            _fsync(self.writer._file_name)
+        with _naming(self.path):
+            self.writer.flush()
+            if durable:
+                _fsync(self.path)
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.flush()        # raises what the writer's thread met; close() alone would not
+        finally:
+            self.writer.close()
 
 
 class CSVSink:
-    """``progress.csv`` in long form (wall_time, step, tag, value): one row per point, any set of tags.
-
-    On resume the rows past the checkpoint step are dropped first, so the file matches the run's history.
-    """
+    """``progress.csv`` in long form (wall_time, step, tag, value): one row per point, any set of tags,
+    appended to what the file holds (``agents.rundir.RunDir.branch`` cuts it to a resume's step first)."""
 
     FIELDS = ("wall_time", "step", "tag", "value")
 
-    def __init__(self, path: str, resume_step: int | None = None):
+    def __init__(self, path: str):
         self.path = path
-        if resume_step is not None and os.path.exists(path):
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-            tmp = path + ".tmp"
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, self.FIELDS)
-                w.writeheader()
-                w.writerows(rows)
-            os.replace(tmp, path)
-        new = not os.path.exists(path)
-        self.file = open(path, "a", newline="")
-        self.writer = csv.writer(self.file)
-        if new:
-            self.writer.writerow(self.FIELDS)
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        with _naming(path):
+            self.file = open(path, "a", newline="")
+            self.writer = csv.writer(self.file)
+            if new:
+                self.writer.writerow(self.FIELDS)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        self.writer.writerow((f"{time.time():.3f}", int(step), tag, repr(float(value))))
+        with _naming(self.path):
+            self.writer.writerow((f"{time.time():.3f}", int(step), tag, repr(float(value))))
 
     def flush(self, durable: bool = False) -> None:
-        self.file.flush()
-        if durable:
-            os.fsync(self.file.fileno())
+        with _naming(self.path):
+            self.file.flush()
+            if durable:
+                os.fsync(self.file.fileno())
 
     def close(self) -> None:
-        self.file.close()
+        with _naming(self.path):
+            self.file.close()
+
+
+@dataclass
+class CSVRow:
+    """A whole row of progress.csv, and its bytes as written (line terminator included)."""
+
+    step: int
+    tag: str
+    value: float
+    line: bytes
+
+
+@dataclass
+class CSVContent:
+    """progress.csv read back: ``header`` and ``rows`` are whole; ``tail`` holds the file's bytes from
+    line ``damaged_line`` on (1-based; None: nothing damaged), the first line that is not a whole row."""
+
+    header: bytes
+    rows: list[CSVRow]
+    damaged_line: int | None = None
+    tail: bytes = b""
+
+
+def read_csv(path: str) -> CSVContent:
+    """What ``CSVSink`` wrote to ``path``, up to the first line that is not a whole row: a last line
+    without its line end (a full disk or a crash cut it), bytes that are not UTF-8, a wrong number of
+    fields, a step or value that is not a number, or a damaged header."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        return CSVContent(b"", [])
+    lines = data.split(b"\n")
+    whole, partial = [line + b"\n" for line in lines[:-1]], lines[-1]
+    header = ",".join(CSVSink.FIELDS).encode()
+    if not whole or whole[0].rstrip(b"\r\n") != header:
+        return CSVContent(b"", [], 1, data)
+    rows, offset = [], len(whole[0])
+    for number, line in enumerate(whole[1:], start=2):
+        row = _csv_row(line)
+        if row is None:
+            return CSVContent(whole[0], rows, number, data[offset:])
+        rows.append(row)
+        offset += len(line)
+    if partial:
+        return CSVContent(whole[0], rows, len(whole) + 1, partial)
+    return CSVContent(whole[0], rows)
+
+
+def _csv_row(line: bytes) -> CSVRow | None:
+    try:
+        fields = next(csv.reader([line.decode("utf-8").rstrip("\r\n")]), [])
+        if len(fields) != 4:
+            return None
+        wall_time, step, tag, value = fields
+        float(wall_time)
+        row = CSVRow(int(step), tag, float(value), line)
+    except (UnicodeDecodeError, ValueError, csv.Error):
+        return None
+    return row if row.step >= 0 and row.tag else None
 
 
 class ConsoleSink:
@@ -342,5 +441,22 @@ class Logger:
             sink.flush(durable)
 
     def close(self) -> None:
+        """Close every sink; then raise the first error one of them met (a full disk, naming its file)."""
+        errors = []
         for sink in self.sinks:
-            sink.close()
+            try:
+                sink.close()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def abort(self, status: str) -> None:
+        """A session that failed: record ``status`` and close every sink, as far as each still can.
+        Its errors are dropped: the one that stopped the session is already on its way up."""
+        for sink in self.sinks:
+            if hasattr(sink, "session_end"):
+                with contextlib.suppress(Exception):
+                    sink.session_end(status)
+            with contextlib.suppress(Exception):
+                sink.close()

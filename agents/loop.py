@@ -1,14 +1,17 @@
 """The one training loop: act -> env.step -> observe -> learn -> log -> evaluate -> checkpoint.
 
 The loop owns the envs, the clock, the logger, the checkpoints and the env-step counter; the agent only
-acts and learns (``agents.base.Agent``). A session runs in four parts: setup (envs, agent, seeds) ->
-resume (from the run directory's latest checkpoint, if asked) -> steps -> finish (final evaluation,
-checkpoint, result.json).
+acts and learns (``agents.base.Agent``). A session runs in four parts: setup (``agents.registry.check_run``,
+then envs, agent, seeds) -> resume (from the run directory's latest checkpoint, if asked; the checkpoint
+becomes the end of the run's history, ``RunDir.branch``) -> steps -> finish (final evaluation, checkpoint,
+result.json). A session that fails closes every sink as far as it can and raises the error that stopped it
+(a full disk: naming the file and the checkpoint that stays).
 
 Every random number comes from one ``np.random.SeedSequence(seed)``, spawned into the agent's generator and
 the seeds of the training and evaluation envs, so one seed fixes a whole run. A checkpoint holds the
-complete state (agent, envs, ``LoopState``), so stopping at step N and resuming gives bit for bit the run
-that never stopped.
+complete state (agent, envs where ``envs.env_state`` can save them, ``LoopState``), so stopping at step N
+and resuming gives bit for bit the run that never stopped; an env whose state cannot be saved is reset
+(its episodes in progress restart), and the session says so.
 
 Step counting: ``step`` counts real env transitions. Under NEXT_STEP autoreset the step after an
 episode ends only resets that sub-env; it is masked out (``valid``) and not counted. Within one vector
@@ -30,10 +33,11 @@ import numpy as np
 import envs
 from agents.base import EnvInfo
 from agents.config import RunConfig, TrainConfig, resume_changes
+from agents.console import console_stream
 from agents.evaluate import evaluate
 from agents.logger import (ConsoleSink, CSVSink, Logger, TensorBoardSink, hparams_of, markdown_table,
                            tensorboard_command)
-from agents.registry import check_spaces, get_algo
+from agents.registry import check_run, get_algo
 from agents.loop_state import Checkpoint, LoopState, RunResult, seeds_for
 from agents.rundir import EvalRecord, RunDir
 from agents.signals import StopFlag
@@ -84,8 +88,8 @@ def train(
     """
     config_cls, _ = get_algo(algo)
     cfg = TrainConfig(algo, run_cfg, config_cls() if agent_cfg is None else agent_cfg)
-    session = _Session(cfg, None if run_dir is None else RunDir(run_dir), console, stream or sys.stdout, callback,
-                       maker)
+    session = _Session(cfg, None if run_dir is None else RunDir(run_dir), console,
+                       console_stream(stream or sys.stdout), callback, maker)
     return session.run(resume, checkpoint)
 
 
@@ -99,17 +103,18 @@ class _Session:
         self.result = RunResult(run_dir="", step=0, episodes=0, status="done")
         self.elapsed_step = -1
         self.last_metrics: dict[str, float] = {}
+        self.logger: Logger | None = None
+        self.notes: list[str] = []         # what the session found and did before it trains (resume, branch)
         self._setup()
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         run, (_, agent_cls) = self.cfg.run, get_algo(self.cfg.algo)
+        check_run(self.cfg, agent_cls, self.maker)   # env, packages, env_kwargs, spaces, memory: before anything is built
         agent_rng, self.env_seed, self.eval_seed = seeds_for(run.seed)
         self.env = envs.make_vec_env(run.env_id, run.num_envs, seed=self.env_seed, normalize_obs=run.normalize_obs,
                                      maker=self.maker, **run.env_kwargs)
         try:
-            check_spaces(self.cfg.algo, run.env_id, self.env.single_observation_space, self.env.single_action_space,
-                         agent_cls.action_kinds)
             self.eval_env = (envs.make_eval_env(run.env_id, run.eval_episodes, self.env, maker=self.maker,
                                                 **run.env_kwargs) if run.eval_episodes > 0 else None)
         except BaseException:
@@ -128,11 +133,20 @@ class _Session:
         ckpt = Checkpoint(path, *self.run_dir.load_checkpoint(path))
         ckpt.restore_agent(self.agent, self.cfg.algo)
         state = ckpt.loop_state()
-        if not envs.load_env_state(self.env, ckpt.env_state):
-            print(f"note: {self.cfg.run.env_id} cannot be restored exactly; its episodes restart", file=self.stream)
+        at = f"resumed at step {state.step:,} from {os.path.basename(path)}"
+        if envs.load_env_state(self.env, ckpt.env_state):
+            self.notes.append(f"{at}: bit for bit as a run that never stopped (the envs' state is restored)")
+        else:
+            self.notes.append(f"{at}, not bit for bit: the state of {self.cfg.run.env_id} cannot be saved (only "
+                              "envs whose whole state rlnn can save, such as Gymnasium's classic-control ones, "
+                              "resume exactly), so the envs were reset and their episodes in progress restart")
             state.obs, _ = self.env.reset(seed=self.env_seed + state.step)
             state.prev_done[:] = False
         self.state = state
+        if state.step < self.cfg.run.total_steps:       # a session follows: its history ends at this checkpoint
+            self.notes += self.run_dir.branch(state.step)
+            if not os.path.isfile(self.run_dir.best_checkpoint_path):   # the best was later: this timeline's anew
+                state.best_eval = None
         return changes
 
     def _record_changes(self, changes: dict[str, list]) -> None:
@@ -147,9 +161,8 @@ class _Session:
                                            f"|---|---|---|\n{lines}", self.state.step)
 
     def _open_logger(self, resumed: bool) -> None:
-        at = self.state.step if resumed else None
-        sinks: list = [TensorBoardSink(self.run_dir.path, resume_step=at),
-                       CSVSink(self.run_dir.progress_path, resume_step=at)]
+        sinks: list = [TensorBoardSink(self.run_dir.path, resume_step=self.state.step if resumed else None),
+                       CSVSink(self.run_dir.progress_path)]
         if self.console:
             sinks.append(ConsoleSink(self.cfg.run.total_steps, stream=self.stream, start_step=self.state.step))
         self.logger = Logger(sinks)
@@ -168,27 +181,34 @@ class _Session:
         changes = self._open(resume, checkpoint)
         if resume and self.state.step >= self.cfg.run.total_steps:
             return self._nothing_to_do()
-        self._open_logger(resume)
-        self._record_changes(changes)
-        if self.console:
-            watch = tensorboard_command(os.path.dirname(os.path.abspath(self.run_dir.path)))
-            print(f"run: {self.run_dir}\nwatch: {watch}", file=self.stream, flush=True)
-        self.t0, self.session_start_step = time.perf_counter(), self.state.step
+        # Notes matter without a console too (a compare worker's log, a quiet script): stderr then.
+        notes_to = self.stream if self.console else console_stream(sys.stderr)
+        for note in self.notes:
+            print(f"note: {note}", file=notes_to, flush=True)
         # Signals stay caught to the end: a second SIGTERM (a dying parent may send more than one) must not
         # kill the process while it writes its last checkpoint. A second Ctrl-C still stops it at once.
         with StopFlag() as stop:
             try:
+                self._open_logger(resume)
+                self._record_changes(changes)
+                if self.console:
+                    watch = tensorboard_command(os.path.dirname(os.path.abspath(self.run_dir.path)))
+                    print(f"run: {self.run_dir}\nwatch: {watch}", file=self.stream, flush=True)
+                self.t0, self.session_start_step = time.perf_counter(), self.state.step
                 try:
                     self._steps(stop)
                     self._finish()
                 except (Interrupted, KeyboardInterrupt):
                     self._interrupted()
+                self.logger.close()
                 return self._write_result()
-            except BaseException:
-                self.logger.session_end("failure")
+            except BaseException as e:
+                if self.logger is not None:
+                    self.logger.abort("failure")
+                if isinstance(e, OSError) and e.errno is not None:   # a full disk: say what stays
+                    raise OSError(e.errno, f"{e.strerror}; stopped, {self._kept()}", e.filename) from None
                 raise
             finally:
-                self.logger.close()
                 self._close_envs()
                 self.run_dir.unlock()
                 if self.console:
@@ -205,7 +225,7 @@ class _Session:
             if self.run_dir is None:    # made only now, so a config or env error leaves no empty directory
                 self.run_dir = RunDir.create_new(self.cfg.run.logdir, self.cfg.run.env_id, self.cfg.algo,
                                                  self.cfg.run.seed)
-            self.run_dir.claim_new()
+            self.notes += self.run_dir.claim_new()
             self.run_dir.write_config(self.cfg.to_dict())
             return {}
         except BaseException:

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_choice, check_network,
-                         check_positive, check_range, rng_state, set_rng_state)
+                         check_positive, check_range, rng_state, set_rng_state, trained_network_bytes)
 from agents.returns import episode_complete, gae, reward_to_go
 from agents.rollout import Rollout, RolloutBuffer
 from rlnn import MLP, losses, optim, schedules
@@ -138,6 +138,18 @@ class PGAgent(Agent):
                                      carry_unfinished=self.value is None)
         self.updates = 0
         self.last_batch: dict[str, np.ndarray] = {}   # advantages and mask of the last update (inspection)
+
+    @classmethod
+    def memory(cls, config: PGConfig, env_info: EnvInfo) -> list[tuple[str, str, int]]:
+        d, k, n = env_info.obs_dim, env_info.num_actions, env_info.num_envs
+        policy = trained_network_bytes([d, *config.hidden_sizes, k], config.dtype)
+        rollout = RolloutBuffer.nbytes(config.rollout_steps, n, d, config.dtype)
+        out = [("agent.hidden_sizes", "the policy network and Adam", policy),
+               ("run.num_envs", "the rollout buffer", rollout)]
+        if config.baseline == "value":
+            out.append(("agent.value_hidden_sizes", "the value network and Adam",
+                        trained_network_bytes([d, *config.value_hidden_sizes, 1], config.dtype)))
+        return out
 
     # ------------------------------------------------------------------ acting
     def act(self, obs: np.ndarray, step: int = 0, greedy: bool = False) -> np.ndarray:

@@ -17,7 +17,16 @@ import numpy as np
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
 
 
+def _row_width(obs_dim: int) -> int:
+    return 2 * obs_dim + 2      # [obs | next_obs | reward | terminated]
+
+
 class ReplayBuffer:
+    @staticmethod
+    def nbytes(capacity: int, obs_dim: int, obs_dtype=np.float32) -> int:
+        """Bytes the buffer's rows and actions take (before building it)."""
+        return int(capacity) * (_row_width(int(obs_dim)) * np.dtype(obs_dtype).itemsize + np.dtype(np.int64).itemsize)
+
     def __init__(self, capacity: int, obs_dim: int, obs_dtype=np.float32, batch_size: int = 0):
         if capacity < 1:
             raise ValueError(f"replay buffer capacity must be at least 1, got {capacity}")
@@ -26,7 +35,7 @@ class ReplayBuffer:
         d = self.obs_dim
         # One row per transition, [obs | next_obs | reward | terminated], so a batch is one gather
         # (np.take of rows) instead of four; obs, next_obs, rewards, terminated are views into it.
-        self._rows = np.zeros((capacity, 2 * d + 2), self.obs_dtype)
+        self._rows = np.zeros((capacity, _row_width(d)), self.obs_dtype)
         self.obs = self._rows[:, :d]
         self.next_obs = self._rows[:, d:2 * d]
         self.rewards = self._rows[:, 2 * d]

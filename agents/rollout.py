@@ -18,6 +18,7 @@ terminated, not truncated, reward 0). The storage grows when an episode outlasts
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,18 +60,23 @@ class RolloutBuffer:
         self._alloc(self.rollout_steps)
         self._sync_layout()
 
+    @staticmethod
+    def _layout(cap: int, n: int, d: int, obs_dtype) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Each array's (shape, dtype) for ``cap`` rows of ``n`` columns of ``d``-dimensional observations."""
+        return {"obs": ((cap, n, d), obs_dtype), "next_obs": ((cap, n, d), obs_dtype),
+                "actions": ((cap, n), np.int64), "rewards": ((cap, n), np.float64),
+                "terminated": ((cap, n), bool), "truncated": ((cap, n), bool), "valid": ((cap, n), bool)}
+
+    @classmethod
+    def nbytes(cls, rollout_steps: int, num_envs: int, obs_dim: int, obs_dtype=np.float32) -> int:
+        """Bytes of a buffer's arrays (before building it)."""
+        return sum(math.prod(shape) * np.dtype(dtype).itemsize
+                   for shape, dtype in cls._layout(int(rollout_steps), int(num_envs), int(obs_dim), obs_dtype).values())
+
     def _alloc(self, cap: int, keep: int = 0) -> None:
         """Storage for ``cap`` rows per column, keeping the first ``keep`` rows."""
-        n, d = self.num_envs, self.obs_dim
-        new = {
-            "obs": np.zeros((cap, n, d), self.obs_dtype),
-            "next_obs": np.zeros((cap, n, d), self.obs_dtype),
-            "actions": np.zeros((cap, n), np.int64),
-            "rewards": np.zeros((cap, n), np.float64),
-            "terminated": np.zeros((cap, n), bool),
-            "truncated": np.zeros((cap, n), bool),
-            "valid": np.zeros((cap, n), bool),
-        }
+        new = {key: np.zeros(shape, dtype)
+               for key, (shape, dtype) in self._layout(cap, self.num_envs, self.obs_dim, self.obs_dtype).items()}
         if keep:
             for key, arr in new.items():
                 arr[:keep] = getattr(self, key)[:keep]

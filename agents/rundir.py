@@ -9,6 +9,16 @@
         events.out.tfevents.*       TensorBoard events (scalars, histograms, text, hparams)
         checkpoints/step_0000050000.npz   whole-run checkpoints, the newest ``keep`` of them
         checkpoints/best.npz        the checkpoint of the best greedy evaluation so far
+        abandoned/{unix_time}/      what a session set aside instead of deleting (``branch``, ``claim_new``):
+                                    checkpoints/, progress.csv rows and result.json of an abandoned future
+
+A session continues a run from one of its checkpoints, which becomes the end of the run's history
+(``branch``): later checkpoints (a branch from an older checkpoint), progress.csv rows past its step (a
+crash's, a branch's) and a damaged last row (a full disk's) are moved to ``abandoned/{unix_time}/``, so
+``eval``, ``agents.load`` and the next resume see one timeline. TensorBoard drops the later points by
+itself: the session's event file starts with a ``SessionLog.START`` at the step after the checkpoint's.
+A new run in a directory that holds no checkpoint but an earlier attempt's files (a worker killed before
+its first checkpoint) moves them aside the same way and starts a clean history.
 
 A process that writes a run directory holds an exclusive lock on its ``.lock`` file (``RunDir.lock``): an
 OS lock, released on any exit, ``kill -9`` included, so a second writer is refused with the first one's
@@ -21,7 +31,6 @@ temporary file and renamed, so the newest checkpoint is always whole.
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import glob
 import json
@@ -31,6 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agents.logger import CSVContent, read_csv
 from rlnn.checkpoint import TMP_SUFFIX, CheckpointError, load_tree, save_tree
 
 FORMAT = "rlnn-run-checkpoint"
@@ -57,6 +67,7 @@ class RunDir:
     """A run directory on disk (it need not exist yet)."""
 
     CONFIG, RESULT, PROGRESS, CHECKPOINTS, LOCK = "config.json", "result.json", "progress.csv", "checkpoints", ".lock"
+    ABANDONED = "abandoned"
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -82,26 +93,28 @@ class RunDir:
     def create_new(cls, logdir: str, env_id: str, algo: str, seed: int) -> "RunDir":
         """A directory no run has used, made atomically: ``name(...)``, or with ``_2``, ``_3``... appended
         when a run started in the same second took it."""
-        _makedirs(logdir)
-        base = os.path.join(logdir, cls.name(env_id, algo, seed))
-        for k in range(1, 10_000):
-            path = base if k == 1 else f"{base}_{k}"
-            try:
-                os.mkdir(path)
-                return cls(path)
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise RunDirError(f"cannot create run directory {path}: {e.strerror}") from None
-        raise RunDirError(f"{base}: no free run directory name")
+        make_dirs(logdir)
+        return cls(_mkdir_unique(os.path.join(logdir, cls.name(env_id, algo, seed)), "run directory"))
 
-    def claim_new(self) -> None:
-        """Make this (given) directory the home of a new run, locked: refused if it holds a run's checkpoints."""
-        _makedirs(self.path)
+    def claim_new(self) -> list[str]:
+        """Make this (given) directory the home of a new run, locked: refused if it holds a run's checkpoints.
+        An earlier attempt's progress.csv, result.json and best checkpoint are moved aside; returns lines
+        saying so."""
+        make_dirs(self.path)
         self.lock()
         if self.has_checkpoint():
             self.unlock()
             raise RunDirError(f"{self.path} already holds a run with checkpoints: resume it with --resume {self.path}")
+        best = os.path.join(self.CHECKPOINTS, os.path.basename(self.best_checkpoint_path))
+        left = [name for name in (self.PROGRESS, self.RESULT, best) if os.path.isfile(self.file(name))]
+        if not left:
+            return []
+        aside = self._abandoned_dir()
+        for name in left:
+            os.makedirs(os.path.dirname(os.path.join(aside, name)), exist_ok=True)
+            os.replace(self.file(name), os.path.join(aside, name))
+        return [f"{self.path} held no checkpoint but an earlier attempt's {' and '.join(left)}: moved to "
+                f"{aside}; this run starts a clean history"]
 
     # ------------------------------------------------------------------ lock
     def lock(self) -> None:
@@ -171,24 +184,21 @@ class RunDir:
         return self.status in FINISHED
 
     def _read_json(self, name: str) -> dict[str, Any]:
-        try:
-            with open(self.file(name)) as f:
-                return json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise RunDirError(f"{self.file(name)}: unreadable ({e})") from None
+        return read_json(self.file(name))
 
     def _write_json(self, name: str, data: Any) -> None:
         write_json(self.file(name), data)
 
+    def progress(self) -> CSVContent:
+        """progress.csv's whole rows (and its damaged tail, if a full disk or a crash left one)."""
+        return read_csv(self.progress_path) if os.path.isfile(self.progress_path) else CSVContent(b"", [])
+
     def scalars(self, *tags: str) -> dict[str, dict[int, float]]:
-        """{tag: {step: value}} from progress.csv (the values exactly as logged)."""
+        """{tag: {step: value}} from progress.csv's whole rows (the values exactly as logged)."""
         out: dict[str, dict[int, float]] = {tag: {} for tag in tags}
-        if not os.path.isfile(self.progress_path):
-            return out
-        with open(self.progress_path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["tag"] in out:
-                    out[row["tag"]][int(row["step"])] = float(row["value"])
+        for row in self.progress().rows:
+            if row.tag in out:
+                out[row.tag][row.step] = row.value
         return out
 
     def evals(self) -> list[EvalRecord]:
@@ -206,7 +216,7 @@ class RunDir:
         """Checkpoint files, oldest first (by step)."""
         paths = [p for p in glob.glob(os.path.join(self.path, self.CHECKPOINTS, "step_*.npz"))
                  if _STEP_FILE.search(p)]
-        return sorted(paths, key=lambda p: int(_STEP_FILE.search(p).group(1)))
+        return sorted(paths, key=_step_of)
 
     def has_checkpoint(self) -> bool:
         return bool(self.checkpoints())
@@ -226,11 +236,13 @@ class RunDir:
         return path
 
     def checkpoint_named(self, name: str) -> str:
-        """The checkpoint file of ``name``: "latest", "best", "step_N", "step_N.npz" or a path; RunDirError
-        listing the others."""
+        """The checkpoint file of ``name``: "latest", "best", "step_N" (with or without its zeros),
+        "step_N.npz" or a path; RunDirError listing the others."""
         if name == "latest":
             return self.latest_checkpoint()
-        path = name if os.sep in name else os.path.join(self.path, self.CHECKPOINTS, name)
+        number = re.fullmatch(r"step_(\d+)(\.npz)?", name)
+        path = (self.checkpoint_path(int(number.group(1))) if number
+                else name if os.sep in name else os.path.join(self.path, self.CHECKPOINTS, name))
         path = path if path.endswith(".npz") else path + ".npz"
         if not os.path.isfile(path):
             raise RunDirError(f"{path}: no such checkpoint; {self._listing()}")
@@ -268,6 +280,69 @@ class RunDir:
         save_tree(path, {"format": FORMAT, "version": VERSION, **meta}, arrays)
         return path
 
+    def branch(self, step: int) -> list[str]:
+        """Make the checkpoint at ``step`` the end of this run's history, before a session continues from
+        it: later checkpoints, progress.csv rows past ``step``, its damaged tail and a result.json of a
+        later session end move to ``abandoned/{unix_time}/``; any other result.json is dropped (the
+        session writes its own when it ends; until then the run is running or was killed). Returns lines
+        saying what moved."""
+        progress = self.progress()
+        later = [p for p in self.checkpoints() if _step_of(p) > step]
+        later += [self.best_checkpoint_path] if self._best_after(step) else []
+        past = [row for row in progress.rows if row.step > step]
+        damaged = progress.damaged_line is not None
+        later_result = self._result_after(step)
+        notes = []
+        if damaged:
+            notes.append(f"{self.progress_path}: line {progress.damaged_line:,} is not a whole row (a full disk or "
+                         f"a crash cut it): the file is cut to the {len(progress.rows):,} whole rows before it")
+        if later or past or damaged or later_result:
+            aside = self._abandoned_dir()
+            if later:
+                os.makedirs(os.path.join(aside, self.CHECKPOINTS))
+                for path in later:
+                    os.replace(path, os.path.join(aside, self.CHECKPOINTS, os.path.basename(path)))
+            if past or damaged:
+                with open(os.path.join(aside, self.PROGRESS), "wb") as f:
+                    f.write(progress.header + b"".join(row.line for row in past) + progress.tail)
+                _write_bytes(self.progress_path, progress.header + b"".join(
+                    row.line for row in progress.rows if row.step <= step))
+            if later_result:
+                os.replace(self.file(self.RESULT), os.path.join(aside, self.RESULT))
+            moved = ([f"later checkpoints {', '.join(_stem(p) for p in later)}"] * bool(later)
+                     + [f"{len(past):,} progress.csv rows past step {step:,}"] * bool(past)
+                     + ["progress.csv's damaged tail"] * damaged + ["the result.json of a later end"] * later_result)
+            listed = ", ".join(moved[:-1]) + " and " * (len(moved) > 1) + moved[-1]
+            notes.append(f"the run continues from step {step:,}: {listed} moved to {aside}")
+        if os.path.isfile(self.file(self.RESULT)):
+            os.remove(self.file(self.RESULT))
+        return notes
+
+    def _best_after(self, step: int) -> bool:
+        """Whether the best checkpoint is of a step after ``step`` (or unreadable)."""
+        if not os.path.isfile(self.best_checkpoint_path):
+            return False
+        try:
+            meta, _ = load_tree(self.best_checkpoint_path)
+        except CheckpointError:
+            return True
+        return int(meta.get("loop", {}).get("step", 0)) > step
+
+    def _result_after(self, step: int) -> bool:
+        """Whether result.json records a session end after ``step`` (or cannot be read)."""
+        if not os.path.isfile(self.file(self.RESULT)):
+            return False
+        try:
+            end = self.read_result().get("step")
+        except (RunDirError, AttributeError):
+            return True
+        return not isinstance(end, int) or end > step
+
+    def _abandoned_dir(self) -> str:
+        """A new ``abandoned/{unix_time}`` directory."""
+        make_dirs(self.file(self.ABANDONED))
+        return _mkdir_unique(os.path.join(self.file(self.ABANDONED), str(int(time.time()))), "directory")
+
     def _prune(self, keep: int) -> None:
         """Delete all but the newest ``keep`` checkpoints, and temporary files a crash left behind."""
         folder = os.path.join(self.path, self.CHECKPOINTS)
@@ -292,7 +367,43 @@ def _checked_format(meta: dict[str, Any], path: str) -> dict[str, Any]:
     return meta
 
 
-def _makedirs(path: str) -> None:
+def _step_of(checkpoint: str) -> int:
+    return int(_STEP_FILE.search(checkpoint).group(1))
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _mkdir_unique(base: str, what: str) -> str:
+    """``base``, or ``base_2``, ``base_3``... if taken: made atomically, so two processes never share one."""
+    for k in range(1, 10_000):
+        path = base if k == 1 else f"{base}_{k}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunDirError(f"cannot create {what} {path}: {e.strerror}") from None
+    raise RunDirError(f"{base}: no free {what} name")
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    """``data`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
+    tmp = path + TMP_SUFFIX
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def make_dirs(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, with RunDirError (a user mistake) when a path is in the way."""
     try:
         os.makedirs(path, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -301,14 +412,18 @@ def _makedirs(path: str) -> None:
         raise RunDirError(f"cannot create {path}: {e.strerror}") from None
 
 
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON object from ``path``; RunDirError naming the file when it cannot be read or is not one."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path}: unreadable ({e})") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: unreadable (a JSON {type(data).__name__}, not an object)")
+    return data
+
+
 def write_json(path: str, data: Any) -> None:
     """``data`` as indented JSON, written atomically (a temporary file, then ``os.replace``)."""
-    tmp = path + TMP_SUFFIX
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    _write_bytes(path, json.dumps(data, indent=2).encode())

@@ -23,8 +23,8 @@ CartPole vector env, ``sync`` the sync vector env, ``wrappers`` ``EpisodeStatist
 finds and freezes the observation normalizer, ``state`` saves and restores env state.
 """
 
-from envs.make import (EnvError, EnvMaker, action_kind, check_env_id, check_observation_space, check_spaces,
-                       make_eval_env, make_eval_env_from_state, make_vec_env, raw_observation_space)
+from envs.make import (EnvError, EnvMaker, action_kind, check_env_id, check_first_step, check_observation_space,
+                       check_spaces, make_eval_env, make_eval_env_from_state, make_vec_env, raw_observation_space)
 from envs.source import maker_for, short_name
 from envs.spaces import flatten_batch, space_from_dict, space_to_dict
 from envs.normalize import freeze_normalizer, normalize_frozen, obs_normalizer, sync_normalizer

@@ -27,6 +27,7 @@ __all__ = [
     "check_env_id",
     "check_spaces",
     "action_kind",
+    "check_first_step",
     "make_vec_env",
     "make_eval_env",
     "make_eval_env_from_state",
@@ -79,6 +80,24 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space,
         wanted = "a Discrete" if action_kinds == ("discrete",) else "a float Box"
         raise EnvError(f"action space {action_space} is not supported: {wanted} action space is required")
     return kind
+
+
+def check_first_step(env: gym.vector.VectorEnv, env_id: str, kwargs: dict[str, Any]) -> None:
+    """Reset ``env`` and step it once with a random action: an ``env_kwargs`` value of a wrong type (such
+    as ``max_episode_steps = "a"``) shows only there. EnvError naming them."""
+    try:
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+    except Exception as e:
+        if not kwargs:
+            raise
+        raise _kwargs_error(env_id, kwargs, e) from None
+
+
+def _kwargs_error(env_id: str, kwargs: dict[str, Any], e: Exception) -> EnvError:
+    """The one line for an env that fails with ``kwargs``: the failure is theirs, and named."""
+    reason = str(e).split(" was raised")[0].splitlines()[0] if str(e) else ""
+    return EnvError(f"run.env_kwargs = {kwargs}: {env_id} does not take them ({type(e).__name__}: {reason})")
 
 
 def make_vec_env(
@@ -153,11 +172,15 @@ def _make(env_id: str, target: EnvSpec | Callable[..., gym.Env], num_envs: int, 
         extra = next((x for key, x in EXTRAS.items() if key in str(e)), None)
         fix = f"pip install 'rlnn[{extra}]'" if extra else str(e).split(". ")[0]
         raise EnvError(f"{env_id} needs a package that is not installed: {fix}") from None
-    except TypeError as e:
-        if "unexpected keyword argument" not in str(e) and "positional argument" not in str(e):
+    except EnvError:
+        raise
+    except ModuleNotFoundError as e:    # the entry point's own import: phys2d/ and tabular/ envs need jax
+        top = (e.name or "").split(".")[0]
+        raise EnvError(f"{env_id} needs the package {top!r}, which is not installed: pip install {top}") from None
+    except Exception as e:      # with env_kwargs: unexpected keyword arguments, values of a wrong type
+        if not kwargs:
             raise
-        raise EnvError(f"run.env_kwargs = {kwargs}: {env_id} does not take them "
-                       f"({str(e).split(' was raised')[0]})") from None
+        raise _kwargs_error(env_id, kwargs, e) from None
 
 
 def _flat(make_one: Callable[[], gym.Env], limit: int | None = None) -> gym.Env:

@@ -83,13 +83,18 @@ def flatten_batch(space: gym.Space, obs: Any) -> tuple[np.ndarray, bool]:
     """(a (B, d) array of flat observations, whether ``obs`` was a batch) for raw observations of ``space``:
     one observation as the env returns it, or a batch (a list of them, or a Box batch with a leading axis).
 
-    A flat Box needs no flattening: its observation is a (d,) array and a batch (B, d).
+    A flat Box needs no flattening: its observation is a (d,) array and a batch (B, d). TypeError for
+    something that is not numbers at all, ValueError for an observation not in the space.
     """
     if not needs_flatten(space):
-        x = np.asarray(obs)
-        if x.ndim not in (1, 2) or x.shape[-1] != space.shape[0]:
-            raise ValueError(f"observation of shape {x.shape}: expected ({space.shape[0]},) or (batch, "
-                             f"{space.shape[0]}) for {space}")
+        d = space.shape[0]
+        try:
+            x = np.asarray(obs, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"observation is a {type(obs).__name__}: expected {d} numbers (one observation) "
+                            f"or a batch of them, shape (batch, {d})") from None
+        if x.ndim not in (1, 2) or x.shape[-1] != d:
+            raise ValueError(f"observation of shape {x.shape}: expected ({d},) (one observation) or (n, {d})")
         return np.atleast_2d(x), x.ndim == 2
     if space.contains(_as_space_value(space, obs)):
         return spaces.flatten(space, _as_space_value(space, obs))[None, :], False

@@ -3,10 +3,14 @@
     python experiments/bench_agents.py --algo dqn [--env CartPole-v1] --seeds 0-9 [--workers 1] [--set agent.lr=1e-3]
     python experiments/bench_agents.py --algo dqn --env LunarLander-v3 --runs runs/suite__1234/LunarLander-v3 [DIR ...]
 
-Per seed: env steps and wall seconds to the first greedy evaluation (run.eval_episodes episodes) with
-mean return >= the threshold (default: the env's registry threshold, 475 for CartPole-v1), SPS, and a final greedy evaluation
-of 20 episodes on fresh envs after the full budget. Then the summary: solved k/n, median and IQR.
-Runs one seed at a time by default: two runs on two cores would make every timing wrong.
+Per seed: env steps and training seconds to the first greedy evaluation (run.eval_episodes episodes) with
+mean return >= the threshold (default: the env's registry threshold, 475 for CartPole-v1), SPS (env steps
+over the training seconds as of the last evaluation), and a final greedy evaluation of 20 episodes on
+fresh envs after the full budget. Then the summary: solved k/n, median and IQR.
+Every seed is an ``rlnn train`` process of the pool ``rlnn compare`` uses (``experiments.pool``), so Ctrl-C
+and SIGTERM stop the bench as they stop a compare: the running seeds checkpoint, none starts after, no
+table is printed, exit 130. Runs one seed at a time by default: two runs on two cores would make every
+timing wrong.
 ``--runs DIR`` trains nothing: it makes the same table from the finished runs of that algo and env in DIR
 (e.g. one env's directory of an ``rlnn compare --envs`` suite), whose training is the same as here.
 """
@@ -17,8 +21,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,19 +29,26 @@ import experiments  # noqa: E402,F401  (first: one BLAS thread)
 import numpy as np  # noqa: E402
 
 import agents  # noqa: E402
+from agents.config import build  # noqa: E402
+from agents.registry import check_run  # noqa: E402
 from agents.rundir import RunDir  # noqa: E402
+from experiments.cli import USER_ERRORS  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
-from experiments.pool import PARENT_ENV, die_with_parent, orphaned  # noqa: E402
+from experiments.pool import Job, Outcome, PoolInterrupted, run_jobs  # noqa: E402
 
 
-def run_seed(algo: str, env: str, seed: int, sets: list[str], total_steps: int | None, logdir: str,
-             threshold: float, final_episodes: int) -> dict:
-    t0 = time.perf_counter()
-    run = agents.train(algo, env=env, seed=seed, total_steps=total_steps, set=agents.config.parse_sets(sets),
-                       logdir=logdir, quiet=True)
-    if orphaned():
-        os._exit(130)       # a worker whose bench died (its SIGTERM stopped this run): no one waits for more
-    return row_of(run, seed, time.perf_counter() - t0, threshold, final_episodes)
+def train_seeds(args: argparse.Namespace, seeds: list[int], logdir: str) -> list[Outcome]:
+    """Every seed as an ``rlnn train`` process, ``args.workers`` at a time; PoolInterrupted on Ctrl-C."""
+    jobs = [Job(args.algo, args.env, seed, run_dir=os.path.join(logdir, RunDir.name(args.env, args.algo, seed)),
+                log_dir=os.path.join(logdir, "logs"), total_steps=args.total_steps, sets=tuple(args.set))
+            for seed in seeds]
+
+    def show(outcome: Outcome) -> None:
+        failed = f" (exit {outcome.code}; see {outcome.job.log_path})" if outcome.status == "failed" else ""
+        print(f"  seed {outcome.job.seed} {outcome.status} in {outcome.seconds:.1f} s{failed}", file=sys.stderr,
+              flush=True)
+
+    return run_jobs(jobs, args.workers, show)
 
 
 def row_of(run: agents.Run, seed: int, wall: float, threshold: float, final_episodes: int) -> dict:
@@ -54,16 +63,21 @@ def row_of(run: agents.Run, seed: int, wall: float, threshold: float, final_epis
 
 
 def rows_from_runs(parent: str, algo: str, env: str, threshold: float, final_episodes: int) -> list[dict]:
-    """``row_of`` every finished run (status done) of ``algo`` on ``env`` directly below ``parent`` (wall =
-    its training seconds as of the last eval)."""
+    """``row_of`` every finished run (status done) of ``algo`` on ``env`` directly below ``parent``."""
+    return rows_of(RunDir.find(parent), algo, env, threshold, final_episodes)
+
+
+def rows_of(run_dirs: list[RunDir], algo: str, env: str, threshold: float, final_episodes: int) -> list[dict]:
+    """``row_of`` each finished run (status done) of ``algo`` on ``env`` among ``run_dirs`` (wall = its
+    training seconds as of the last eval), by seed."""
     rows = []
-    for run_dir in RunDir.find(parent):
+    for run_dir in run_dirs:
         if run_dir.status != "done":
             continue
         run = agents.load(run_dir.path)
         if run.config.algo == algo and run.config.run.env_id == env and run.evals:
             rows.append(row_of(run, run.config.run.seed, run.evals[-1].elapsed, threshold, final_episodes))
-    return rows
+    return sorted(rows, key=lambda r: r["seed"])
 
 
 def _q(x: list[float]) -> str:
@@ -86,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logdir", default=None, help="where runs go (default: a temporary directory)")
     p.add_argument("--runs", metavar="DIR", nargs="+", help="make the table from the finished runs in DIR(s), training nothing")
     args = p.parse_args(argv)
-    seeds = parse_seeds(args.seeds)
+    try:
+        seeds = parse_seeds(args.seeds)
+        check_run(build(args.algo, args.env, None, args.set, {"total_steps": args.total_steps}))
+    except USER_ERRORS as e:
+        print(f"bench_agents: error: {e}", file=sys.stderr)
+        return 2
     if args.threshold is None:
         import gymnasium as gym
 
@@ -99,18 +118,19 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds = ",".join(str(r["seed"]) for r in rows)
         return report(args, rows, logdir)
     logdir = args.logdir or tempfile.mkdtemp(prefix=f"bench_{args.algo}_")
-    jobs = [(args.algo, args.env, s, args.set, args.total_steps, logdir, args.threshold, args.final_episodes) for s in seeds]
-    if args.workers > 1:
-        os.environ[PARENT_ENV] = str(os.getpid())      # workers die with this process, even by kill -9
-        with ProcessPoolExecutor(args.workers, initializer=die_with_parent) as pool:
-            rows = list(pool.map(run_seed, *zip(*jobs)))
-    else:
-        rows = []
-        for job in jobs:
-            rows.append(run_seed(*job))
-            r = rows[-1]
-            print(f"  seed {r['seed']} done in {r['wall']:.1f} s", file=sys.stderr, flush=True)
-    return report(args, rows, logdir)
+    try:
+        outcomes = train_seeds(args, seeds, logdir)
+        rows = rows_of([RunDir(o.job.run_dir) for o in outcomes], args.algo, args.env, args.threshold,
+                       args.final_episodes)
+    except KeyboardInterrupt as e:
+        detail = f" ({e.summary()})" if isinstance(e, PoolInterrupted) else ""
+        print(f"bench interrupted{detail}; no table. Runs in {logdir}", file=sys.stderr, flush=True)
+        return 130
+    code = report(args, rows, logdir)
+    failed = [o.job.seed for o in outcomes if o.status != "done"]
+    if failed:
+        print(f"seed(s) {', '.join(map(str, failed))} failed: not in the table (logs in {logdir}/logs)")
+    return 1 if failed else code
 
 
 def report(args: argparse.Namespace, rows: list[dict], logdir: str) -> int:

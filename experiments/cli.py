@@ -1,12 +1,16 @@
 """The ``rlnn`` command: train, eval, list (and the commands later modules add).
 
-User mistakes (bad config keys or values, unknown env or algorithm, unreadable checkpoints) print one
-line ``rlnn: error: ...`` and exit 2, with no traceback. A diverged run exits 1, an interrupted one 130.
+User mistakes (bad arguments, config keys or values, unknown env or algorithm, unreadable checkpoints or
+run files) print one line ``rlnn: error: ...`` (argparse's own: ``rlnn CMD: error: ...``) and exit 2, with
+no traceback. Failures (a diverged run, a full disk) print one line naming what failed and exit 1; an
+interrupted command exits 130. Console output goes through ``agents.console``: a reader that went away
+(``rlnn train | head``) silences it, and the command runs on to its end.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -31,6 +35,40 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (ConfigError, EnvError, CheckpointError, UnknownAlgo, UsageError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its errors in one line (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_at_least(low: int):
+    """An argparse type: an int >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed: must be "
+                                             f"{'0 or more' if low == 0 else f'at least {low}'}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: must be a finite number > 0")
+    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -97,7 +135,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rlnn", description="Reinforcement learning with a hand-written NumPy MLP.")
+    p = Parser(prog="rlnn", description="Reinforcement learning with a hand-written NumPy MLP.")
     p.add_argument("--version", action="version", version=f"rlnn {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -124,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="greedy evaluation of a run's checkpoint on fresh envs")
     e.add_argument("run_dir", metavar="RUN", help="a run directory, or a saved model file (.npz)")
-    e.add_argument("--episodes", type=int, default=20, help="greedy episodes (default 20)")
-    e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs' resets (default 12345)")
+    e.add_argument("--episodes", type=int_at_least(1), default=20, help="greedy episodes (default 20)")
+    e.add_argument("--seed", type=int_at_least(0), default=12345, help="seed of the evaluation envs' resets (default 12345)")
     e.add_argument("--checkpoint", default="latest", metavar="NAME",
                    help="latest, best (the best greedy evaluation) or step_N (default latest)")
     e.add_argument("--render", action="store_true", help="show one episode in a window (needs rlnn[render])")
@@ -164,6 +202,17 @@ def _extensions():
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agents.console import console_stream
+
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = console_stream(sys.stdout), console_stream(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str] | None) -> int:
     from experiments.pool import die_with_parent
 
     die_with_parent()       # a worker of `rlnn compare` / `rlnn sweep` ends with it, even after kill -9
@@ -181,11 +230,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlnn: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:   # disk full, read-only directory, ...: name the file; earlier checkpoints stay whole
-        print(f"rlnn: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        print(f"rlnn: error: {describe_os_error(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rlnn: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(e: OSError) -> str:
+    """``path: reason`` (or the reason alone when the error names no file)."""
+    reason = e.strerror or str(e)
+    return f"{e.filename}: {reason}" if e.filename else reason
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from agents import ALGOS, UnknownAlgo
 from agents.config import ConfigError, build
 from agents.registry import check_run
-from agents.rundir import RunDir
+from agents.rundir import RunDir, make_dirs
 from experiments.pool import Job, Outcome, SpecFile, job_for, resumable, run_jobs
 
 DEFAULT_ENV = "CartPole-v1"
@@ -108,10 +108,22 @@ def parse_names(text: str, flag: str) -> tuple[str, ...]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``5`` -> 0..4; ``0-9`` -> 0..9; ``1,4,7`` -> those."""
+    """``5`` -> 0..4; ``0-9`` -> 0..9; ``1,4,7`` -> those (each once: a seed given twice is refused)."""
+    seeds = _seeds(text)
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        which = f"seeds {', '.join(map(str, twice))} are" if len(twice) > 1 else f"seed {twice[0]} is"
+        raise ConfigError(f"--seeds {text!r}: {which} given twice; each seed runs once")
+    return seeds
+
+
+def _seeds(text: str) -> list[int]:
     try:
         if "," in text:
-            return [int(s) for s in text.split(",")]
+            seeds = [int(s) for s in text.split(",")]
+            if min(seeds) < 0:
+                raise ValueError
+            return seeds
         if "-" in text:
             lo, hi = (int(s) for s in text.split("-"))
             if hi < lo:
@@ -207,7 +219,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _new_parent(logdir: str, prefix: str) -> tuple[str, int]:
     """A directory ``{prefix}__{time}`` no other compare uses: two started in the same second get different times."""
     stamp = int(time.time())
-    os.makedirs(logdir, exist_ok=True)
+    make_dirs(logdir)
     while True:
         parent = os.path.abspath(os.path.join(logdir, f"{prefix}__{stamp}"))
         try:

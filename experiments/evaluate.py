@@ -18,6 +18,8 @@ def evaluate_run(run_dir: str, episodes: int = 20, render: bool = False, gif: st
                  seed: int = 12345, checkpoint: str = "latest") -> int:
     if episodes < 1:
         raise envs.EnvError(f"--episodes {episodes}: must be at least 1")
+    if gif and not os.path.isdir(os.path.dirname(os.path.abspath(gif))):
+        raise envs.EnvError(f"--gif {gif}: no directory {os.path.dirname(os.path.abspath(gif))} to write it in")
     run = agents.load(run_dir, checkpoint=None if os.path.isfile(run_dir) and checkpoint == "latest" else checkpoint)
     returns = run.evaluate(episodes, seed=seed)
     which = "" if checkpoint == "latest" else f", checkpoint {checkpoint}"

@@ -16,6 +16,7 @@ import numpy as np
 
 import envs
 from agents import config, get_algo
+from agents.registry import check_run
 from agents.base import EnvInfo
 from rlnn.gradcheck import numerical_gradient, relative_error
 
@@ -89,6 +90,7 @@ def check_agent(algo: str, run_cfg, agent_cfg, batch_size: int = 32, seed: int =
 
 def cmd_check_gradients(args: argparse.Namespace) -> int:
     cfg = config.build(args.algo, args.env, args.config, args.set)
+    check_run(cfg)          # sizes no machine has, among others: one line before anything is built
     worst = check_agent(args.algo, cfg.run, cfg.agent, batch_size=args.batch_size, seed=args.seed, eps=args.eps)
     ok = worst <= args.tolerance
     print(f"{'OK' if ok else 'FAILED'}: worst error {worst:.2e} (tolerance {args.tolerance:.0e})")
@@ -97,16 +99,17 @@ def cmd_check_gradients(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from agents import ALGOS
+    from experiments.cli import int_at_least, positive_float
 
     g = sub.add_parser("check-gradients", help="finite-difference check of an agent's backward pass")
     g.add_argument("--algo", required=True, choices=[a for a in ALGOS if a != "random"])
     g.add_argument("--env", default=None)
     g.add_argument("--config")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--eps", type=float, default=1e-7,
+    g.add_argument("--batch-size", type=int_at_least(1), default=32)
+    g.add_argument("--seed", type=int_at_least(0), default=0)
+    g.add_argument("--eps", type=positive_float, default=1e-7,
                    help="finite-difference step; small, so that few ReLU pre-activations are within eps of their kink")
-    g.add_argument("--tolerance", type=float, default=1e-4,
+    g.add_argument("--tolerance", type=positive_float, default=1e-4,
                    help="largest allowed norm ratio per layer (a wrong derivative gives ~1e-2; ReLU kinks ~1e-5)")
     g.set_defaults(func=cmd_check_gradients)

@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import typing
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
-from agents.config import ConfigError
-from agents.rundir import RunDir, write_json
+from agents.config import ConfigError, coerce
+from agents.rundir import RunDir, read_json, write_json
 from experiments import THREAD_ENV
 
 
@@ -232,8 +232,15 @@ class SpecFile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+        """The spec, every field checked against its type (ConfigError naming the first bad one)."""
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                values[f.name] = coerce(data[f.name], hints[f.name], f.name)
+            elif f.default is dataclasses.MISSING:
+                raise ConfigError(f"no {f.name}")
+        return cls(**values)
 
     def write(self, directory: str) -> None:
         write_json(os.path.join(directory, self.FILE), self.to_dict())
@@ -243,5 +250,7 @@ class SpecFile:
         path = os.path.join(directory, cls.FILE)
         if not os.path.isfile(path):
             raise ConfigError(f"{directory}: not a {cls.KIND} directory (no {cls.FILE})")
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        try:
+            return cls.from_dict(read_json(path))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: not a {cls.KIND} plan: {e}") from None

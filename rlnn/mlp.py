@@ -213,7 +213,8 @@ class MLP:
         shapes = []
         for fan_in, fan_out in zip(self._sizes[:-1], self._sizes[1:]):
             shapes += [(fan_in, fan_out), (fan_out,)]
-        total = sum(int(np.prod(s)) for s in shapes)
+        total = self.param_count(self._sizes)
+        # the flat buffers nbytes() counts
         self.flat_params = np.zeros(total, dtype)
         self.flat_grads = np.zeros(total, dtype)
         self._flat_scratch = np.zeros(total, dtype)     # this batch's gradient
@@ -260,6 +261,17 @@ class MLP:
     def num_params(self):
         """Total number of scalars: sum_t (n_{t-1} n_t + n_t)."""
         return self.flat_params.size
+
+    @staticmethod
+    def param_count(sizes):
+        """The number of scalars of a network of layer widths ``sizes``, known before building it."""
+        return sum((int(a) + 1) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    @classmethod
+    def nbytes(cls, sizes, dtype):
+        """Bytes of the flat buffers a network of ``sizes`` allocates (parameters, gradients and the
+        batch-gradient scratch), before building it: how large a network a machine can hold."""
+        return 3 * cls.param_count(sizes) * np.dtype(dtype).itemsize
 
     @property
     def preactivations(self):

@@ -105,7 +105,7 @@ def test_structured_observations_are_flattened_and_predict_takes_them_raw(tmp_pa
     assert batch.tolist() == [action, action]
     flat = gym.spaces.flatten(run.observation_space, raw_obs if not isinstance(raw_obs, tuple) else raw_obs)
     assert action == int(run.agent.act(flat[None, :].astype(np.float64), greedy=True)[0])
-    with pytest.raises(TypeError, match="not in the run's observation space"):
+    with pytest.raises(ValueError, match="not in the run's observation space"):
         run.predict({"a": 1})
 
 

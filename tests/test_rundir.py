@@ -231,6 +231,7 @@ def test_a_corrupt_latest_checkpoint_names_the_older_ones_and_resume_can_pick_on
     assert "step_0000000500.npz, step_0000001000.npz" in err and "--checkpoint step_0000001000" in err
     assert main(["train", "--resume", run_dir, "--checkpoint", "step_0000001000", "--total-steps", "2000",
                  "--quiet"]) == 0
+    assert "note: resumed at step 1,000" in capsys.readouterr().err        # --quiet: the note on stderr
     err = one_line_error(capsys, ["train", "--resume", run_dir, "--checkpoint", "step_7"])
     assert "no such checkpoint" in err and "step_0000002000" in err
 

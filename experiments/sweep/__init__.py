@@ -48,6 +48,7 @@ from dataclasses import replace
 from agents import ALGOS
 from agents.config import ConfigError
 from agents.registry import check_run
+from agents.rundir import make_dirs
 from experiments.compare import parse_seeds
 from experiments.pool import resumable
 from experiments.sweep.report import report_sweep
@@ -173,6 +174,7 @@ def _new_spec(args: argparse.Namespace) -> tuple[SweepSpec, Space]:
 def _create(args: argparse.Namespace, spec: SweepSpec, space: Space, sampled: list[dict]) -> tuple[str, SweepSpec]:
     """The sweep directory with sweep.json, space.toml, the HPARAMS summary and the sampled trials."""
     stamp = int(time.time())
+    make_dirs(args.logdir)
     while True:  # two sweeps started in the same second get different directories
         sweep_dir = os.path.abspath(os.path.join(args.logdir, f"sweep__{spec.env.replace('/', '-')}__"
                                                               f"{spec.algo}__{stamp}"))
@@ -204,6 +206,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from experiments.cli import int_at_least
+
     s = sub.add_parser("sweep", help="hyperparameter search over configs × seeds (local processes or Ray)",
                        description="Sample configs from a TOML search space, train each on every seed, rank them. "
                                    "See experiments/sweep/space.py for the space file format.")
@@ -221,7 +225,7 @@ def register(sub) -> None:
                    help="local: runs at once; ray: trials at once (default: all cores / cluster CPUs)")
     s.add_argument("--search", choices=("random", "optuna"), default="random",
                    help="random (sampled up front) or optuna (TPE via Ray Tune; needs --backend ray)")
-    s.add_argument("--search-seed", type=int, default=0, help="seed of the search (default 0)")
+    s.add_argument("--search-seed", type=int_at_least(0), default=0, help="seed of the search (default 0)")
     s.add_argument("--early-stop", choices=("none", "asha"), default="none", help="asha: Ray Tune's ASHA scheduler")
     s.add_argument("--objective", choices=tuple(OBJECTIVES), default="auc",
                    help="auc (default: mean eval return over the budget) or final_eval")

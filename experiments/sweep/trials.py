@@ -15,7 +15,6 @@ from a training process's memory, so either backend, and ``--resume``, summarise
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 import re
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from agents.logger import hparam_value
-from agents.rundir import RunDir, write_json
+from agents.rundir import RunDir, RunDirError, read_json, write_json
 from experiments.sweep.space import Param, Space, params_text, short
 from experiments.sweep.spec import SweepSpec
 
@@ -62,6 +61,8 @@ class Trial:
 
     def params(self) -> dict[str, Any] | None:
         doc = _read_json(self.file("params.json"))
+        if doc is not None and not isinstance(doc.get("params"), dict):
+            raise RunDirError(f"{self.file('params.json')}: unreadable (no params object)")
         return None if doc is None else doc["params"]
 
     def write_params(self, params: dict[str, Any]) -> None:
@@ -69,19 +70,20 @@ class Trial:
         write_json(self.file("params.json"), jsonable({"trial": self.index, "params": params}))
 
     def record(self) -> dict[str, Any] | None:
-        """trial.json, or None while the trial has not finished."""
-        return _read_json(self.file("trial.json"))
+        """trial.json, or None while the trial has not finished; RunDirError when it is damaged."""
+        try:
+            return _read_json(self.file("trial.json"))
+        except RunDirError as e:
+            raise RunDirError(f"{e}: delete it and `rlnn sweep --resume {self.sweep_dir}` remakes it from "
+                              "the trial's runs") from None
 
     @property
     def finished(self) -> bool:
         return (self.record() or {}).get("status") in FINISHED
 
 
-def _read_json(path: str) -> Any:
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+def _read_json(path: str) -> dict[str, Any] | None:
+    return read_json(path) if os.path.isfile(path) else None
 
 
 def existing_trials(sweep_dir: str) -> list[Trial]:
