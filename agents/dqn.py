@@ -48,32 +48,32 @@ from rlnn import MLP, losses, optim, schedules
 class DQNConfig:
     """Hyperparameters of the DQN agent (the TOML ``[agent]`` table for ``algo = "dqn"``)."""
 
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "relu"
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])   # widths of the Q-network's hidden layers
+    activation: str = "relu"              # hidden-layer activation (rlnn.activations: relu, tanh, sigmoid, ...)
     dtype: str = "float32"                # network precision: float32 (faster) or float64
-    gamma: float = 0.99
+    gamma: float = 0.99                   # discount factor of the TD target
     reward_scale: float = 1.0             # rewards are multiplied by this in the TD target (Q in scaled units)
-    lr: float = 1e-3
+    lr: float = 1e-3                      # Adam learning rate (the start of the schedule)
     lr_schedule: str = "constant"         # constant | linear (lr -> lr_end over lr_anneal_steps)
-    lr_end: float = 1e-4
-    lr_anneal_steps: int = 50_000         # env steps
-    adam_eps: float = 1e-8
-    loss: str = "huber"                   # huber | l2
-    huber_delta: float = 1.0
-    buffer_size: int = 50_000
-    batch_size: int = 64
+    lr_end: float = 1e-4                  # learning rate at the end of a linear schedule
+    lr_anneal_steps: int = 50_000         # env steps of the linear schedule
+    adam_eps: float = 1e-8                # Adam's epsilon (torch.optim.Adam's eps)
+    loss: str = "huber"                   # huber | l2: the regression loss of Q(s, a) onto the TD target
+    huber_delta: float = 1.0              # where the Huber loss turns from quadratic to linear
+    buffer_size: int = 50_000             # replay buffer capacity, in transitions
+    batch_size: int = 64                  # transitions per gradient step
     learning_starts: int = 1_000          # env steps (buffer rows) before the first gradient step
     train_freq: int = 1                   # env steps between training rounds
     gradient_steps: int = 1               # gradient steps per training round
     target_update_interval: int = 500     # env steps between target updates
     tau: float = 1.0                      # Polyak factor of a target update; 1.0 = hard copy
-    double_dqn: bool = True
+    double_dqn: bool = True               # Double DQN: the online net picks the next action, the target rates it
     n_step: int = 1                       # rewards folded into one TD target (agents.nstep); 1 = classic DQN
-    start_e: float = 1.0
-    end_e: float = 0.05
+    start_e: float = 1.0                  # epsilon-greedy exploration rate at step 0
+    end_e: float = 0.05                   # exploration rate after exploration_steps
     exploration_steps: int = 10_000       # env steps of the linear epsilon decay
     max_grad_norm: float = 10.0           # global-norm gradient clipping; 0 = off
-    checkpoint_replay_buffer: bool = True
+    checkpoint_replay_buffer: bool = True  # keep the replay buffer in checkpoints (exact resume; larger files)
 
     def validate(self) -> None:
         check_network(self)

@@ -21,7 +21,14 @@ HEADER = ("# Config reference\n\nEvery key of a run's config: the TOML `[run]` a
 
 
 def _value(v) -> str:
-    return "none" if v is None else json.dumps(v) if isinstance(v, (str, list, dict)) else repr(v)
+    """A default as it is written in TOML or --set (none: the key's "not set")."""
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return f"{v:_}" if abs(v) >= 10_000 else str(v)
+    return json.dumps(v) if isinstance(v, (str, list, dict)) else repr(v)
 
 
 def _sections(algos: list[str]) -> list[tuple[str, str, list]]:
