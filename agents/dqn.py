@@ -1,7 +1,8 @@
 """Deep Q-learning (DQN, optionally Double DQN) with a replay buffer and a target network.
 
-Q-network: an MLP regressor obs -> one Q-value per action. Each gradient step samples a uniform batch
-from the replay buffer (``agents.replay``) and regresses Q(s, a) onto the TD target
+Q-network: an MLP regressor obs -> one Q-value per action. Each gradient step (``DQNAgent.train``, the
+whole update on one screen) samples a uniform batch from the replay buffer (``agents.replay``) and
+regresses Q(s, a) onto the TD target
 
     y = r + gamma * (1 - terminated) * Q_target(s', a*)
     a* = argmax_a' Q_target(s', a')        (DQN)
@@ -33,9 +34,8 @@ continues bit for bit; with false, checkpoints are small but a resumed run refil
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -181,9 +181,9 @@ class DQNAgent(Agent):
         """``gradient_steps`` gradient steps, each on its own replay batch; the metrics of the last one.
 
         Neither the buffer nor the target net changes during a round, so its batches are drawn in one
-        go and Q_target(s', .) is evaluated for all of them in one pass (fewer calls; and on presets
-        with many gradient steps per round BLAS rounds the big matmul its own way, so a pass per
-        batch would change their results in the last bits).
+        go and Q_target(s', .) is evaluated for all of them in one predict. Fewer calls, and the
+        rounding the presets were tuned with: BLAS rounds a (gradient_steps x batch)-row matmul its
+        own way, so a predict per batch would change their runs in the last bits.
         """
         c, rows = self.config, np.arange(self.config.batch_size)
         obs, actions, rewards, next_obs, terminated = self.buffer.sample(c.batch_size, self.rng, gradient_steps)
@@ -191,7 +191,8 @@ class DQNAgent(Agent):
         q_next_target = q_next_target.reshape(gradient_steps, c.batch_size, -1)
         for k in range(gradient_steps):
             # TD target y = r + gamma (1 - terminated) Q_target(s', a*), a constant of the loss.
-            if c.double_dqn:     # a* from the online net at this step's parameters (van Hasselt et al.)
+            if c.double_dqn:     # a* from the online net at this step's parameters (van Hasselt et al.);
+                # forward, not predict, whose separate bias add rounds otherwise and can flip a near tie
                 q_next = q_next_target[k][rows, self.q.forward(next_obs[k]).argmax(axis=1)]
             else:                # a* = argmax Q_target(s', .)
                 q_next = q_next_target[k].max(axis=1)
@@ -257,7 +258,7 @@ class DQNAgent(Agent):
         target net does not move, and Double DQN's argmax does not flip under a finite-difference step.
         """
         probe = copy.copy(self)
-        probe.config = dataclasses.replace(self.config, batch_size=len(batch["actions"]))
+        probe.config = replace(self.config, batch_size=len(batch["actions"]))
         probe.buffer, probe.opt, probe.grad_clip = _OneBatch(batch, self.dtype), _NoStep(), None
         return {"td_loss": (self.q, lambda: probe.train(1)["losses/td_loss"])}
 
