@@ -1,7 +1,8 @@
 """Deep Q-learning (DQN, optionally Double DQN) with a replay buffer and a target network.
 
-Q-network: an MLP regressor obs -> one Q-value per action. Each gradient step samples a uniform batch
-from the replay buffer (``agents.replay``) and regresses Q(s, a) onto the TD target
+Q-network: an MLP regressor obs -> one Q-value per action. Each gradient step (``DQNAgent.train``, the
+whole update on one screen) samples a uniform batch from the replay buffer (``agents.replay``) and
+regresses Q(s, a) onto the TD target
 
     y = r + gamma * (1 - terminated) * Q_target(s', a*)
     a* = argmax_a' Q_target(s', a')        (DQN)
@@ -32,7 +33,9 @@ continues bit for bit; with false, checkpoints are small but a resumed run refil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import functools
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -41,7 +44,6 @@ from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_c
 from agents.nstep import NStepQueue
 from agents.replay import ReplayBuffer
 from rlnn import MLP, losses, optim, schedules
-
 
 
 @dataclass
@@ -88,32 +90,6 @@ class DQNConfig:
         check_positive(self, ("lr", "adam_eps", "huber_delta", "reward_scale"))
 
 
-def td_targets(rewards: np.ndarray, terminated: np.ndarray, q_next_target: np.ndarray, gamma: float,
-               q_next_online: np.ndarray | None = None) -> np.ndarray:
-    """y = r + gamma (1 - terminated) Q_target(s', a*), a* from the online net if given (Double DQN).
-
-    rewards, terminated: (B,) (terminated as 0/1 or bool); q_next_*: (B, K) Q-values of s'.
-    """
-    rows = _arange(len(rewards))
-    if q_next_online is None:
-        q_next = q_next_target.max(axis=1)
-    else:
-        q_next = q_next_target[rows, q_next_online.argmax(axis=1)]
-    return rewards + gamma * (1.0 - np.asarray(terminated, q_next.dtype)) * q_next
-
-
-_ARANGES: dict[int, np.ndarray] = {}
-
-
-def _arange(n: int) -> np.ndarray:
-    """np.arange(n), made once per n (read-only): the row index of every batch's fancy indexing."""
-    rows = _ARANGES.get(n)
-    if rows is None:
-        rows = _ARANGES[n] = np.arange(n)
-        rows.flags.writeable = False
-    return rows
-
-
 class DQNAgent(Agent):
     name = "dqn"
     output_kinds = {"q": "q_values", "target": "q_values"}
@@ -136,13 +112,12 @@ class DQNAgent(Agent):
         else:
             self.lr_schedule = schedules.constant(c.lr)
         self.min_fill = max(c.batch_size, min(c.learning_starts, c.buffer_size))
+        self.td_loss = (functools.partial(losses.huber, delta=c.huber_delta) if c.loss == "huber"
+                        else losses.l2)
+        self.grad_clip = c.max_grad_norm if c.max_grad_norm > 0 else None
         self.updates = 0                     # gradient steps taken
         self.next_train = c.train_freq       # env step of the next training round
         self.next_target = c.target_update_interval
-        self._rows = np.arange(c.batch_size)
-        self._dq = np.zeros((c.batch_size, env.num_actions), self.dtype)
-        self._obs_pair = np.zeros((2 * c.batch_size, env.obs_dim), self.dtype)   # [s; s'] of a batch
-        self._grad_clip = c.max_grad_norm if c.max_grad_norm > 0 else None
 
     @classmethod
     def memory(cls, config: DQNConfig, env_info: EnvInfo) -> list[tuple[str, str, int]]:
@@ -200,9 +175,8 @@ class DQNAgent(Agent):
         metrics: dict[str, float] = {}
         if n_grad_steps:
             self.opt.lr = self.lr_schedule(step)
-            td_loss, q_mean, grad_norm = self.train_round(n_grad_steps)
-            metrics = {"losses/td_loss": td_loss, "losses/q_values": q_mean, "losses/grad_norm": grad_norm,
-                       "charts/epsilon": self.epsilon_schedule(step), "charts/learning_rate": self.opt.lr}
+            metrics = self.train(n_grad_steps)
+            metrics.update({"charts/epsilon": self.epsilon_schedule(step), "charts/learning_rate": self.opt.lr})
         while step >= self.next_target:
             self.next_target += c.target_update_interval
             if self.updates:
@@ -212,69 +186,39 @@ class DQNAgent(Agent):
                     self.target.soft_update(self.q, c.tau)
         return metrics
 
-    def train_round(self, n_grad_steps: int) -> tuple[float, float, float]:
-        """``n_grad_steps`` gradient steps on independent batches: (TD loss, mean Q(s, a), gradient norm
-        before clipping) of the last step.
+    def train(self, gradient_steps: int) -> dict[str, float]:
+        """``gradient_steps`` gradient steps, each on its own replay batch; the metrics of the last one.
 
-        The target network and the buffer do not change during a round, so all batches are drawn
-        at once and Q_target(s', .) is evaluated for all of them in one pass (exactly what one
-        batch at a time would compute, with less Python overhead per step). With Double DQN the
-        online net's Q(s', .) must come from the current parameters at each step: it shares the
-        step's forward pass with Q(s, .) (one forward over [s; s'], backward through the s rows).
+        Neither the buffer nor the target net changes during a round, so its batches are drawn in one
+        go and Q_target(s', .) is evaluated for all of them in one predict. Fewer calls, and the
+        rounding the presets were tuned with: BLAS rounds a (gradient_steps x batch)-row matmul its
+        own way, so a predict per batch would change their runs in the last bits.
         """
-        c = self.config
-        obs, actions, rewards, next_obs, terminated = self.buffer.sample(c.batch_size, self.rng, n_grad_steps)
-        if c.reward_scale != 1.0:
-            rewards = rewards * c.reward_scale
+        c, rows = self.config, np.arange(self.config.batch_size)
+        obs, actions, rewards, next_obs, terminated = self.buffer.sample(c.batch_size, self.rng, gradient_steps)
         q_next_target = self.target.predict(next_obs.reshape(-1, self.env_info.obs_dim))
-        q_next_target = q_next_target.reshape(n_grad_steps, c.batch_size, -1)
-        if not c.double_dqn:
-            y_all = td_targets(rewards.reshape(-1), terminated.reshape(-1),
-                               q_next_target.reshape(n_grad_steps * c.batch_size, -1), c.gamma)
-            y_all = y_all.reshape(n_grad_steps, c.batch_size)
-        batch = c.batch_size
-        for k in range(n_grad_steps):
-            if c.double_dqn:
-                np.concatenate((obs[k], next_obs[k]), out=self._obs_pair)
-                q_both = self.q.forward(self._obs_pair)
-                y = td_targets(rewards[k], terminated[k], q_next_target[k], c.gamma, q_both[batch:])
-                loss = self._td_loss_and_grad_from_forward(q_both[:batch], actions[k], y)
-            else:
-                loss = self._td_loss_and_grad_from_forward(self.q.forward(obs[k]), actions[k], y_all[k])
-            grad_norm = self.optimizer_step()
-        return loss, float(np.add.reduce(self._q_sa)) / len(self._q_sa), grad_norm
-
-    def td_loss_and_grad(self, obs: np.ndarray, actions: np.ndarray, y: np.ndarray) -> float:
-        """loss(Q(s, a), y) on a batch, obs (B, d), actions (B,), y (B,) held fixed; its gradient w.r.t.
-        the Q-network's parameters is left in ``q.flat_grads`` (overwritten, not accumulated)."""
-        return self._td_loss_and_grad_from_forward(self.q.forward(obs), actions, y)
-
-    def _td_loss_and_grad_from_forward(self, q: np.ndarray, actions: np.ndarray, y: np.ndarray) -> float:
-        """``td_loss_and_grad`` from an existing forward pass: q is the first len(q) rows Q(s, .) of the
-        last ``q.forward`` (whose later rows may be Q(s', .), not in the loss).
-
-        Only the taken action's output gets a gradient: dL/dQ(s, .) is zero but in column a.
-        """
-        same_size = len(actions) == len(self._rows)
-        rows = self._rows if same_size else np.arange(len(actions))
-        q_sa = self._q_sa = q[rows, actions]
-        if self.config.loss == "huber":
-            loss, dq_sa = losses.huber(q_sa, y, delta=self.config.huber_delta)
-        else:
-            loss, dq_sa = losses.l2(q_sa, y)
-        dq = self._dq if same_size else np.zeros_like(q)
-        dq.fill(0)
-        dq[rows, actions] = dq_sa
-        self.q.backward(dq, rows=len(q), input_grad=False, accumulate=False)
-        return loss
-
-    def optimizer_step(self) -> float:
-        """Clip q.flat_grads to the global norm ``max_grad_norm``, one Adam step (counted in ``updates``);
-        returns the norm before clipping."""
-        grad_norm = optim.clip_grad_norm(self.q.flat_grads, self._grad_clip)
-        self.opt.step()
-        self.updates += 1
-        return grad_norm
+        q_next_target = q_next_target.reshape(gradient_steps, c.batch_size, -1)
+        for k in range(gradient_steps):
+            # TD target y = r + gamma (1 - terminated) Q_target(s', a*), a constant of the loss.
+            if c.double_dqn:     # a* from the online net at this step's parameters (van Hasselt et al.);
+                # forward, not predict, whose separate bias add rounds otherwise and can flip a near tie
+                q_next = q_next_target[k][rows, self.q.forward(next_obs[k]).argmax(axis=1)]
+            else:                # a* = argmax Q_target(s', .)
+                q_next = q_next_target[k].max(axis=1)
+            y = rewards[k] * c.reward_scale + c.gamma * (1.0 - terminated[k]) * q_next
+            # Q(s, a) of the actions taken; the loss and dL/dQ(s, a)
+            q = self.q.forward(obs[k])
+            q_sa = q[rows, actions[k]]
+            loss, dloss_dq_sa = self.td_loss(q_sa, y)
+            # backward: dL/dQ(s, .) is zero but in column a; q.flat_grads = dL/dtheta (overwritten)
+            dloss_dq = np.zeros_like(q)
+            dloss_dq[rows, actions[k]] = dloss_dq_sa
+            self.q.backward(dloss_dq, input_grad=False, accumulate=False)
+            grad_norm = optim.clip_grad_norm(self.q.flat_grads, self.grad_clip)
+            self.opt.step()
+            self.updates += 1
+        return {"losses/td_loss": loss, "losses/q_values": float(q_sa.sum()) / len(q_sa),
+                "losses/grad_norm": grad_norm}
 
     # ------------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -315,14 +259,32 @@ class DQNAgent(Agent):
         return {"q": self.opt}
 
     def gradient_checks(self, batch: dict[str, np.ndarray]) -> dict:
-        """{"td_loss": (q-net, closure)}: the training loss on ``batch`` with its TD targets held fixed.
+        """{"td_loss": (q-net, closure)}: ``train``'s loss on ``batch`` and its gradient.
 
-        ``closure()`` recomputes the loss from ``q.flat_params`` and leaves its gradient in ``q.grads``,
-        through the same code path as a training step (for ``rlnn check-gradients``).
+        ``closure()`` runs ``train`` itself, one step, on a copy of this agent (sharing its networks)
+        whose replay buffer always gives ``batch`` and whose optimizer neither clips nor steps: the
+        check goes through the training code path. The TD targets are constants of the loss: the
+        target net does not move, and Double DQN's argmax does not flip under a finite-difference step.
         """
-        c = self.config
-        obs, next_obs = batch["obs"].astype(self.dtype), batch["next_obs"].astype(self.dtype)
-        q_next_online = self.q.predict(next_obs) if c.double_dqn else None
-        rewards = batch["rewards"] * c.reward_scale
-        y = td_targets(rewards, batch["terminated"], self.target.predict(next_obs), c.gamma, q_next_online)
-        return {"td_loss": (self.q, lambda: self.td_loss_and_grad(obs, batch["actions"], y.astype(self.dtype)))}
+        probe = copy.copy(self)
+        probe.config = replace(self.config, batch_size=len(batch["actions"]))
+        probe.buffer, probe.opt, probe.grad_clip = _OneBatch(batch, self.dtype), _NoStep(), None
+        return {"td_loss": (self.q, lambda: probe.train(1)["losses/td_loss"])}
+
+
+class _OneBatch:
+    """A stand-in replay buffer whose every sample is one given batch of transitions (gradient_checks)."""
+
+    def __init__(self, batch: dict[str, np.ndarray], dtype: np.dtype):
+        self.batch = tuple(np.asarray(batch[key], np.int64 if key == "actions" else dtype)[None]
+                           for key in ("obs", "actions", "rewards", "next_obs", "terminated"))
+
+    def sample(self, batch_size: int, rng: np.random.Generator, n_batches: int) -> tuple[np.ndarray, ...]:
+        return self.batch
+
+
+class _NoStep:
+    """A stand-in optimizer that leaves the parameters alone (gradient_checks)."""
+
+    def step(self) -> None:
+        pass

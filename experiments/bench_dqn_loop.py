@@ -6,7 +6,7 @@ Part 1 runs the whole training loop (``agents.loop.train``: env, acting, replay,
 TensorBoard/CSV logging; evaluation, checkpoints and network statistics off) per seed, and prints env
 steps per second over the whole run and over the learning phase alone (after ``learning_starts``,
 where every env step also takes a gradient step). The start of the learning phase is found without a
-per-step callback: ``DQNAgent.train_round`` is swapped for one call only, which notes the time and
+per-step callback: ``DQNAgent.train`` is swapped for one call only, which notes the time and
 the env step, then puts the method back.
 
 Part 2 runs the loop once more per seed with a timer around each of the four calls a step makes
@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 
 import envs  # noqa: E402
 from agents.base import EnvInfo  # noqa: E402
-from agents.dqn import DQNAgent, td_targets  # noqa: E402
+from agents.dqn import DQNAgent  # noqa: E402
 from agents.loop import train  # noqa: E402
 from agents import config  # noqa: E402
 from experiments.bench_nn import measure  # noqa: E402
@@ -61,29 +61,29 @@ CLASSIC = ["run.num_envs=1", "agent.hidden_sizes=[64, 64]", "agent.activation=re
 
 
 class _LearningStart:
-    """Swaps ``DQNAgent.train_round`` for its first call only: notes the time and the env step (the
+    """Swaps ``DQNAgent.train`` for its first call only: notes the time and the env step (the
     replay rows added so far, one env) of the first gradient step, then puts the method back, so the
     run pays nothing per step for being measured. ``on_start()`` is called at that moment."""
 
     def __init__(self, on_start=None):
         self.time = self.step = None
-        self._original, self._on_start = DQNAgent.train_round, on_start
+        self._original, self._on_start = DQNAgent.train, on_start
 
     def __enter__(self):
         original, mark = self._original, self
 
-        def first_train_round(agent, n_grad_steps):
-            DQNAgent.train_round = original
+        def first_train(agent, gradient_steps):
+            DQNAgent.train = original
             mark.time, mark.step = time.perf_counter(), agent.buffer.added
             if mark._on_start is not None:
                 mark._on_start()
-            return original(agent, n_grad_steps)
+            return original(agent, gradient_steps)
 
-        DQNAgent.train_round = first_train_round
+        DQNAgent.train = first_train
         return self
 
     def __exit__(self, *exc):
-        DQNAgent.train_round = self._original
+        DQNAgent.train = self._original
         return False
 
 
@@ -180,28 +180,33 @@ def time_pieces(agent_cfg, seed: int = 0) -> list[tuple[str, float]]:
         state["obs"] = env.step(np.array([int(state["obs"][0, 3] > 0)]))[0]
 
     o, a, r, no, te = (x[0] for x in agent.buffer.sample(b, agent.rng, 1))
-    pair = np.concatenate((o, no))
-    q_both = q.forward(pair)
+    rows = np.arange(b)
     q_next_target = target.predict(no)
-    y = td_targets(r, te, q_next_target, c.gamma, q_both[b:])
-    q_sa = q_both[np.arange(b), a]
+    q_next_online = q.forward(no)
+
+    def double_dqn_targets():
+        return r * c.reward_scale + c.gamma * (1.0 - te) * q_next_target[rows, q_next_online.argmax(axis=1)]
+
+    y = double_dqn_targets()
+    q_sa = q.forward(o)[rows, a]
     _, dq_sa = losses.huber(q_sa, y)
-    dq = np.zeros((b, q_both.shape[1]), q_both.dtype)
-    dq[np.arange(b), a] = dq_sa
+    dq = np.zeros((b, q_next_online.shape[1]), q_next_online.dtype)
+    dq[rows, a] = dq_sa
     pieces = [
         ("env.step (SyncVectorEnv + EpisodeStatistics)", _us(env_step)),
         ("agent.act (epsilon-greedy, one observation)", _us(lambda: agent.act(obs, late))),
         ("agent.observe (replay add)", _us(lambda: agent.observe(obs, a[:1], r[:1], obs, te[:1], te[:1] > 0, valid))),
         ("replay sample, batch 64", _us(lambda: agent.buffer.sample(b, agent.rng, 1))),
         ("target net predict Q(s', .), 64 rows", _us(lambda: target.predict(no))),
-        ("online net forward [s; s'], 128 rows", _us(lambda: q.forward(pair))),
-        ("Double-DQN TD targets", _us(lambda: td_targets(r, te, q_next_target, c.gamma, q_both[b:]))),
+        ("online net forward Q(s', .), 64 rows", _us(lambda: q.forward(no))),
+        ("online net forward Q(s, .), 64 rows", _us(lambda: q.forward(o))),
+        ("Double-DQN TD targets", _us(double_dqn_targets)),
         ("huber loss and dL/dQ(s, a)", _us(lambda: losses.huber(q_sa, y))),
-        ("online net backward, 64 rows", _us(lambda: (q.forward(pair), q.backward(dq, rows=b, input_grad=False)))
-         - _us(lambda: q.forward(pair))),
+        ("online net backward, 64 rows", _us(lambda: (q.forward(o), q.backward(dq, input_grad=False)))
+         - _us(lambda: q.forward(o))),
         ("clip_grad_norm + Adam step", _us(lambda: (optim.clip_grad_norm(q.flat_grads, c.max_grad_norm),
                                                       agent.opt.step()))),
-        ("agent.learn: one whole training step", _us(lambda: agent.train_round(1))),
+        ("agent.learn: one whole training step", _us(lambda: agent.train(1))),
     ]
     env.close()
     return pieces

@@ -1,5 +1,5 @@
-"""DQN: TD targets (termination vs truncation, Double DQN), schedules, target updates, exact state
-round trip, and a short learning run on CartPole."""
+"""DQN: the training step's TD target (termination vs truncation, Double DQN), gradient checks,
+schedules, target updates, exact state round trip, and a short learning run on CartPole."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import pytest
 
 from agents import config as cfgmod
 from agents.base import EnvInfo
-from agents.dqn import DQNAgent, DQNConfig, td_targets
+from agents.dqn import DQNAgent, DQNConfig
 from agents.loop import RunConfig, train
 from agents.nstep import NStepQueue
 from rlnn import losses
+from rlnn.gradcheck import numerical_gradient
 from rlnn.checkpoint import load_tree, save_tree
 
 ENV = EnvInfo(obs_dim=4, num_actions=2, num_envs=2)
@@ -37,13 +38,39 @@ def feed(agent, rng, n_vector_steps, step=0, terminate_every=7):
     return step
 
 
-def test_td_target_bootstraps_on_truncation_not_on_termination():
-    q_next = np.array([[1.0, 3.0], [1.0, 3.0], [1.0, 3.0]])
-    rewards = np.array([1.0, 1.0, 1.0])
-    terminated = np.array([True, False, False])     # row 1 truncated, row 2 an ordinary step
-    y = td_targets(rewards, terminated, q_next, 0.9)
-    assert np.allclose(y, [1.0, 1.0 + 0.9 * 3.0, 1.0 + 0.9 * 3.0])
+def constant_q_agent(q_values, target_values, **kw):
+    """A one-env agent, batch of one, whose online and target nets output the given constants (every
+    weight 0, the output bias the values), so a training step's TD target is known in closed form."""
+    kw = dict(env=EnvInfo(4, 2, 1), batch_size=1, learning_starts=0, loss="l2", gamma=0.9, max_grad_norm=0.0,
+              **kw)
+    agent = make_agent(**kw)
+    for net, values in ((agent.q, q_values), (agent.target, target_values)):
+        net.flat_params[:] = 0
+        net.biases[-1][:] = values
+    return agent
 
+
+# Q(s, .) = Q(s', .) = [2, 1] online, [1, 5] target; the transition: action 0, reward 1, gamma 0.9.
+# Double DQN: a* = argmax online = 0, evaluated by the target: 1; DQN: max target = 5; terminal: no bootstrap.
+@pytest.mark.parametrize("double,terminated,truncated,reward_scale,y", [
+    (True, False, False, 1.0, 1 + 0.9 * 1), (False, False, False, 1.0, 1 + 0.9 * 5),
+    (True, True, False, 1.0, 1.0), (False, True, False, 1.0, 1.0),
+    (True, False, True, 1.0, 1 + 0.9 * 1), (False, False, True, 1.0, 1 + 0.9 * 5),     # a time limit bootstraps
+    (True, False, False, 0.5, 0.5 + 0.9 * 1), (False, True, False, 0.5, 0.5)])
+def test_a_training_step_regresses_q_sa_onto_the_td_target(double, terminated, truncated, reward_scale, y):
+    agent = constant_q_agent([2.0, 1.0], [1.0, 5.0], double_dqn=double, reward_scale=reward_scale)
+    obs = np.ones((1, 4), np.float32)
+    agent.observe(obs, np.array([0]), np.array([1.0]), obs, np.array([terminated]), np.array([truncated]),
+                  np.array([True]))
+    metrics = agent.train(1)
+    assert metrics["losses/q_values"] == 2.0                          # Q(s, a) of the action taken
+    assert metrics["losses/td_loss"] == pytest.approx((2.0 - y) ** 2, rel=1e-6)
+    # Only Q(s, a) is in the loss: the step moves the output bias of action 0, not that of action 1.
+    assert agent.q.biases[-1][0] != 2.0 and agent.q.biases[-1][1] == 1.0
+    assert agent.updates == 1
+
+
+def test_transitions_are_stored_with_termination_not_truncation_as_terminal():
     # The agent stores a truncated transition as not terminal, a terminated one as terminal,
     # and drops the invalid reset row.
     agent = make_agent(learning_starts=0)
@@ -147,14 +174,6 @@ def test_nstep_agent_learns_from_folded_rows_and_checkpoints_the_queue(tmp_path)
     assert np.array_equal(other.nstep.count, agent.nstep.count) and np.array_equal(other.nstep.rewards, agent.nstep.rewards)
 
 
-def test_double_dqn_target_selects_with_online_net_and_evaluates_with_target():
-    q_target = np.array([[1.0, 5.0], [3.0, 2.0]])
-    q_online = np.array([[2.0, 1.0], [0.0, 4.0]])   # online argmax: 0, 1 (target argmax: 1, 0)
-    r, term = np.zeros(2), np.zeros(2)
-    assert np.allclose(td_targets(r, term, q_target, 1.0), [5.0, 3.0])
-    assert np.allclose(td_targets(r, term, q_target, 1.0, q_online), [1.0, 2.0])
-
-
 @pytest.mark.parametrize("double", [True, False])
 def test_gradient_step_regresses_onto_the_documented_target(double):
     agent = make_agent(double_dqn=double, batch_size=32, loss="l2", learning_starts=0, gamma=0.9)
@@ -172,7 +191,8 @@ def test_gradient_step_regresses_onto_the_documented_target(double):
     expected = losses.l2(q_sa, y_double if double else y_vanilla)[0]
     other = losses.l2(q_sa, y_vanilla if double else y_double)[0]
     before = agent.q.flat_params.copy()
-    loss, q_mean, _ = agent.train_round(1)
+    metrics = agent.train(1)
+    loss, q_mean = metrics["losses/td_loss"], metrics["losses/q_values"]
     assert loss == pytest.approx(expected, rel=1e-5) and loss != pytest.approx(other, rel=1e-3)
     assert q_mean == pytest.approx(float(q_sa.mean()), rel=1e-5)
     assert not np.array_equal(before, agent.q.flat_params)
@@ -304,21 +324,55 @@ def test_config_validation_and_preset():
     assert 20_000 <= cfg.run.total_steps <= 50_000 and cfg.run.eval_every <= 5_000
 
 
-def test_a_round_of_gradient_steps_equals_one_batch_at_a_time():
+def test_a_round_of_gradient_steps_equals_one_step_at_a_time():
+    # A round draws its batches and evaluates Q_target(s', .) in one go; Double DQN's online argmax must
+    # still come from each step's current parameters, as rounds of one step each would have it.
     kw = dict(batch_size=16, learning_starts=0, double_dqn=True, gamma=0.9, lr=1e-2)
     a = make_agent(**kw)
     feed(a, np.random.default_rng(0), 30)
     a.target.flat_params += 0.1            # target != online, so every step's targets matter
     b = make_agent(seed=5, **kw)
     b.load_state_dict(a.state_dict())
-    a.train_round(3)
-    obs, act, rew, nxt, term = (x.copy() for x in b.buffer.sample(16, b.rng, 3))
-    for k in range(3):   # the online net's argmax is taken at the current parameters of each step
-        y = td_targets(rew[k], term[k], b.target.predict(nxt[k]), 0.9, b.q.predict(nxt[k]))
-        b.td_loss_and_grad(obs[k], act[k], y)
-        b.optimizer_step()
-    assert np.allclose(a.q.flat_params, b.q.flat_params, atol=1e-5)
+    last = a.train(3)
+    for _ in range(3):
+        one = b.train(1)
+    np.testing.assert_allclose(a.q.flat_params, b.q.flat_params, atol=1e-6)
+    assert last == pytest.approx(one, rel=1e-5)
     assert a.updates == b.updates == 3
+
+
+@pytest.mark.parametrize("double,loss", [(True, "huber"), (False, "l2")])
+def test_gradient_checks_run_the_training_step_without_changing_the_agent(double, loss):
+    agent = make_agent(double_dqn=double, loss=loss, dtype="float64", activation="tanh", reward_scale=0.5, huber_delta=0.5,
+                       learning_starts=0, max_grad_norm=1e-3)
+    feed(agent, np.random.default_rng(0), 20)
+    agent.target.flat_params += 0.05
+    rng = np.random.default_rng(1)
+    batch = {"obs": rng.normal(size=(10, 4)), "actions": rng.integers(0, 2, 10), "rewards": rng.normal(size=10),
+             "next_obs": rng.normal(size=(10, 4)), "terminated": np.eye(10, dtype=bool)[3],
+             "truncated": np.zeros(10, bool)}
+    before = agent.state_dict()
+    (name, (net, closure)), = agent.gradient_checks(batch).items()
+    assert name == "td_loss" and net is agent.q
+    loss_value = closure()
+    # The training loss on this batch: Q(s, a) against the (scaled) TD target of the config's kind.
+    rows, nxt = np.arange(10), agent.target.predict(batch["next_obs"])
+    bootstrap = nxt[rows, agent.q.predict(batch["next_obs"]).argmax(1)] if double else nxt.max(1)
+    y = 0.5 * batch["rewards"] + 0.99 * (1 - batch["terminated"]) * bootstrap
+    q_sa = agent.q.predict(batch["obs"])[rows, batch["actions"]]
+    expected = losses.huber(q_sa, y, delta=0.5)[0] if loss == "huber" else losses.l2(q_sa, y)[0]
+    assert loss_value == pytest.approx(expected, rel=1e-12)
+    # The gradient is the loss's own (neither clipped to max_grad_norm nor stepped) ...
+    analytic = agent.q.flat_grads.copy()
+    numeric = numerical_gradient(closure, agent.q.flat_params, eps=1e-7)
+    assert np.linalg.norm(analytic - numeric) / (np.linalg.norm(analytic) + np.linalg.norm(numeric)) < 1e-7
+    assert np.linalg.norm(analytic) > 10 * agent.config.max_grad_norm       # clipping would show
+    # ... and the agent is left as it was: parameters, optimizer, counters, generator.
+    after = agent.state_dict()
+    for key in ("q", "target"):
+        assert np.array_equal(after[key]["flat_params"], before[key]["flat_params"])
+    assert all(np.array_equal(after["opt"][k], before["opt"][k]) for k in before["opt"])
+    assert after["counters"] == before["counters"] and after["rng"] == before["rng"]
 
 
 def test_learns_cartpole_quickly(tmp_path):
