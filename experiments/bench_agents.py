@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import agents  # noqa: E402
 from agents.rundir import RunDir  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
-from experiments.pool import PARENT_ENV, die_with_parent, orphaned  # noqa: E402
+from experiments.executor import PARENT_ENV, die_with_parent, orphaned  # noqa: E402
 
 
 def run_seed(algo: str, env: str, seed: int, sets: list[str], total_steps: int | None, logdir: str,

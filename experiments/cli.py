@@ -141,7 +141,7 @@ def _extensions():
     """Subcommands defined in other experiments modules (compare, report, check-gradients, ...)."""
     import importlib
 
-    for module in ("experiments.compare", "experiments.report", "experiments.gradcheck_cmd", "experiments.sweep"):
+    for module in ("experiments.compare", "experiments.gradcheck_cmd", "experiments.sweep"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -152,7 +152,7 @@ def _extensions():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.pool import die_with_parent
+    from experiments.executor import die_with_parent
 
     die_with_parent()       # a worker of `rlnn compare` / `rlnn sweep` ends with it, even after kill -9
     parser = build_parser()

@@ -16,10 +16,10 @@ import pytest
 from conftest import ROOT, read_scalars, wait_for
 
 from agents.rundir import RunDir
-from experiments import pool
+from experiments import executor
 from experiments.cli import main
 from experiments.compare import CompareSpec
-from experiments.report import area_under_curve, bootstrap_ci
+from experiments.stats import area_under_curve, bootstrap_ci
 
 TINY = ["--set", "run.eval_every=200", "--set", "run.eval_episodes=2", "--set", "run.checkpoint_every=200",
         "--set", "run.log_every=100", "--set", "run.num_envs=4", "--set", "dqn.learning_starts=100",
@@ -68,10 +68,12 @@ def test_summary_numbers_equal_the_event_files(compare_dir):
     for algo, row in summary.items():
         finals = [float(r["final_eval"]) for r in runs if r["algo"] == algo]
         assert float(row["final_eval_mean"]) == pytest.approx(np.mean(finals))
-        assert float(row["final_eval_ci_low"]) <= float(row["final_eval_mean"]) <= float(row["final_eval_ci_high"])
+        # 2 seeds: no interval (a bootstrap over 2 values only gives them back), and the table says why
+        assert row["final_eval_ci_low"] == row["final_eval_ci_high"] == row["auc_ci_low"] == "nan"
         assert int(row["runs"]) == 2
     md = (compare_dir / "summary.md").read_text()
-    assert "| pg |" in md and "| dqn |" in md
+    assert "| pg |" in md and "| dqn |" in md and "[" not in md.split("| pg |")[1].splitlines()[0]
+    assert "Only 2 seeds: too few for confident 95% intervals (rliable recommends at least 5-10 runs)" in md
 
 
 def test_learning_curves_png_shows_every_algorithm_in_every_panel(compare_dir):
@@ -103,6 +105,7 @@ def test_report_remakes_the_same_table(compare_dir, capsys):
 
 def test_bootstrap_ci_on_known_samples():
     assert bootstrap_ci([3.0] * 10) == (3.0, 3.0)
+    assert all(np.isnan(bootstrap_ci([1.0, 5.0]))) and all(np.isnan(bootstrap_ci([1.0])))   # too few for one
     rng = np.random.default_rng(1)
     x = rng.normal(10.0, 2.0, size=400)
     lo, hi = bootstrap_ci(x)
@@ -114,14 +117,14 @@ def test_bootstrap_ci_on_known_samples():
 
 
 def test_killed_worker_leaves_the_others_intact_and_resume_finishes(tmp_path, monkeypatch, capsys):
-    original = pool.Job.command
+    original = executor.Job.command
 
     def kill_seed_1(job):
         if job.seed == 1 and not job.resume:
             return [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
         return original(job)
 
-    monkeypatch.setattr(pool.Job, "command", kill_seed_1)
+    monkeypatch.setattr(executor.Job, "command", kill_seed_1)
     code = main(["compare", "--algos", "random", "--seeds", "3", "--total-steps", "400", "--workers", "2",
                  "--logdir", str(tmp_path), *TINY])
     out = capsys.readouterr().out
@@ -130,7 +133,7 @@ def test_killed_worker_leaves_the_others_intact_and_resume_finishes(tmp_path, mo
     (parent,) = [tmp_path / d for d in os.listdir(tmp_path)]
     done = {rd.path.split("__")[-2] for rd in RunDir.find(str(parent)) if rd.finished}
     assert done == {"0", "2"}
-    monkeypatch.setattr(pool.Job, "command", original)
+    monkeypatch.setattr(executor.Job, "command", original)
     assert main(["compare", "--resume", str(parent)]) == 0
     out = capsys.readouterr().out
     assert "1 run(s) to do" in out
@@ -139,22 +142,22 @@ def test_killed_worker_leaves_the_others_intact_and_resume_finishes(tmp_path, mo
 
 
 def test_ctrl_c_in_the_report_phase_prints_the_resume_line(compare_dir, monkeypatch, capsys):
-    import experiments.report
+    import experiments.compare
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiments.report, "report", interrupted)
+    monkeypatch.setattr(experiments.compare, "report", interrupted)
     assert main(["compare", "--resume", str(compare_dir)]) == 130
     out = capsys.readouterr().out
     assert "0 run(s) to do" in out and f"rlnn compare --resume {compare_dir}" in out
 
 
-def test_pool_interrupted_reports_how_each_job_ended():
-    jobs = [pool.Job("random", "CartPole-v1", s, f"/r/run{s}", "/r/logs") for s in range(3)]
-    outcomes = [pool.Outcome(jobs[0], 0, 1.0), pool.Outcome(jobs[1], 130, 1.0), pool.Outcome(jobs[2], -9, 1.0)]
+def test_interrupted_reports_how_each_job_ended():
+    jobs = [executor.Job("random", "CartPole-v1", s, f"/r/run{s}", "/r/logs") for s in range(3)]
+    outcomes = [executor.Outcome(jobs[0], 0, 1.0), executor.Outcome(jobs[1], 130, 1.0), executor.Outcome(jobs[2], -9, 1.0)]
     assert [o.status for o in outcomes] == ["done", "stopped", "failed"]
-    assert pool.PoolInterrupted(outcomes, 4).summary() == "1 run(s) finished, 1 stopped, 1 failed, 4 not started"
+    assert executor.Interrupted(outcomes, 4).summary() == "1 run(s) finished, 1 stopped, 1 failed, 4 not started"
 
 
 def test_bad_seeds_and_algos_are_one_line_errors(capsys, tmp_path):
