@@ -75,13 +75,14 @@ class _Run:
         self.total = job.total_steps
 
     def read(self) -> None:
-        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+        # The legacy loader yields the events as written (simple_value); the other one migrates them to tensors
+        from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 
         if self.total is None or self.job.resume:
             self.total = self._total() or self.total
         for path in sorted(glob.glob(os.path.join(self.job.run_dir, EVENT_FILE_PREFIX + "*"))):
             if path not in self.loaders:
-                self.loaders[path] = EventFileLoader(path)
+                self.loaders[path] = LegacyEventFileLoader(path)
             try:
                 for event in self.loaders[path].Load():
                     for value in event.summary.value:

@@ -49,8 +49,11 @@ def ray_session(address: str | None, num_cpus: int | None):
                               "`ray start --head`; with Ray's token authentication use the head's ~/.ray/auth_token "
                               "and RAY_AUTH_MODE=token for explicit addresses") from None
     else:
-        # address="local": always a new instance, never a cluster found on this machine or in RAY_ADDRESS
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+        # address="local": always a new instance, never a cluster found on this machine or in RAY_ADDRESS.
+        # Ray SIGKILLs a worker's child processes when the worker exits; without that, a job's process gets
+        # the SIGTERM it asked for (die_with_parent) and checkpoints on its way out, as a local one does.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 _system_config={"kill_child_processes_on_worker_exit": False}, **common)
     try:
         yield time.perf_counter() - t0
     finally:
