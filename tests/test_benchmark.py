@@ -223,6 +223,13 @@ def test_iqm_and_probability_of_improvement_equal_rliable():
     assert agg["poi"][("p", "q")] == pytest.approx((pair_points["p>q"], *pair_cis["p>q"].ravel()))
     again = across_envs(results, ["p", "q"], reps=300)             # reproducible: a remade report agrees
     assert (again["iqm"], again["poi"]) == (agg["iqm"], agg["poi"])
+    # Two runs of q per env: its IQM and every P(X > Y) with it are points without an interval
+    few = [EnvResult(r.env, r.threshold, r.random_return, [], [s for s in r.runs if s.algo == "p" or s.seed < 2])
+           for r in results]
+    agg = across_envs(few, ["p", "q"], reps=300)
+    assert agg["iqm"]["p"] == pytest.approx((points["p"][0], cis["p"][0, 0], cis["p"][1, 0]))
+    assert agg["iqm"]["q"][0] == metrics.aggregate_iqm(score_matrix(few, "q")) and np.isnan(agg["iqm"]["q"][1:]).all()
+    assert np.isnan(agg["poi"][("p", "q")][1:]).all()
 
 
 def test_without_rliable_the_suite_writes_everything_else(suite, tmp_path, monkeypatch):
@@ -264,3 +271,26 @@ def test_report_of_a_suite_directory_remakes_the_benchmark(suite, capsys, monkey
     assert main(["report", str(suite["parent"])]) == 0
     assert "benchmark:" in capsys.readouterr().out
     assert (suite["parent"] / "benchmark.csv").read_text() == before
+
+
+def test_resume_on_ray_trains_the_missing_runs_as_the_local_executor_did(suite, tmp_path, capsys):
+    """Two runs of the local suite removed, then ``--resume --backend ray``: only those two run (on a local
+    Ray instance), and everything that depends on the runs is what the local executor made."""
+    import ray
+
+    parent = tmp_path / "copy"
+    shutil.copytree(suite["parent"], parent)
+    removed = [RunDir.find(str(parent / "CartPole-v1"))[0], RunDir.find(str(parent / "Acrobot-v1"))[1]]
+    for rd in removed:
+        shutil.rmtree(rd.path)
+    os.remove(parent / "benchmark.png")
+    assert main(["compare", "--resume", str(parent), "--backend", "ray", "--workers", "2"]) == 0
+    assert not ray.is_initialized()
+    out = capsys.readouterr().out
+    assert "2 run(s) to do" in out and "on Ray (local instance" in out
+    assert sorted(out.count(f"  done    {os.path.basename(rd.path)}") for rd in removed) == [1, 1]
+    for env in ENVS:
+        same = ("run", "solved", "steps_to_solve", "final_eval", "auc", "total_steps")
+        assert [{k: r[k] for k in same} for r in _rows(parent / env / "runs.csv")] == \
+            [{k: r[k] for k in same} for r in _rows(suite["parent"] / env / "runs.csv")]
+    assert (parent / "benchmark.png").read_bytes() == (suite["parent"] / "benchmark.png").read_bytes()

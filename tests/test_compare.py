@@ -266,3 +266,18 @@ def test_sigterm_of_compare_stops_every_worker_and_prints_the_resume_line(tmp_pa
     assert proc.returncode == 130
     assert "rlnn compare --resume" in out
     assert all(rd.status == "interrupted" for rd in runs)
+
+
+def test_every_option_of_compare_report_and_sweep_says_its_default():
+    import argparse
+
+    from experiments.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for command in ("compare", "report", "sweep"):
+        for action in sub.choices[command]._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (command, action.dest)
+            if action.option_strings and action.nargs != 0:         # an option that takes a value
+                assert "default" in action.help, (command, action.option_strings)
