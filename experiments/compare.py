@@ -27,7 +27,8 @@ from agents.config import ConfigError, build
 from agents.registry import check_run
 from agents.rundir import RunDir
 from experiments.benchmark import suite_report, threshold_of
-from experiments.executor import BACKENDS, Job, Outcome, RunProgress, SpecFile, job_for, open_executor, resumable, safe
+from experiments.executor import (BACKENDS, Executor, Job, Outcome, RunProgress, SpecFile, job_for, open_executor,
+                                  resumable, safe)
 from experiments.report import report
 
 DEFAULT_ENV = "CartPole-v1"
@@ -142,17 +143,12 @@ def parse_workers(text: str) -> int | None:
         raise ConfigError(f"--workers {text!r}: expected a positive number or auto") from None
 
 
-def run_compare(parent: str, spec: CompareSpec | SuiteSpec, workers: int | None, backend: str = "local",
-                address: str | None = None, progress_every: float | None = None, stream=None) -> int:
-    """The missing runs of ``parent`` (a compare or, with a ``SuiteSpec``, a suite directory) on ``backend``,
+def run_compare(parent: str, spec: CompareSpec | SuiteSpec, executor: Executor, progress_every: float | None = None,
+                stream=None) -> int:
+    """The missing runs of ``parent`` (a compare or, with a ``SuiteSpec``, a suite directory) on ``executor``,
     then the report(s); exit code 0, 1 (a run failed) or 130 (stopped)."""
     stream = safe(stream or sys.stdout)
-
-    def body() -> int:
-        with open_executor(backend, workers, address) as executor:
-            return _run_compare(parent, spec, executor, progress_every, stream)
-
-    return resumable("compare", parent, body, stream)
+    return resumable("compare", parent, lambda: _run_compare(parent, spec, executor, progress_every, stream), stream)
 
 
 def _run_compare(parent: str, spec: CompareSpec | SuiteSpec, executor, progress_every: float | None, stream) -> int:
@@ -198,7 +194,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--progress {args.progress:g}: expected seconds >= 0")
     if args.resume:
         parent = os.path.abspath(args.resume)
-        return run_compare(parent, read_spec(parent), workers, backend, args.address, args.progress)
+        spec = read_spec(parent)
+
+        def resume() -> int:
+            with open_executor(backend, workers, args.address) as executor:
+                return run_compare(parent, spec, executor, args.progress)
+
+        return resumable("compare", parent, resume, sys.stdout)    # Ctrl-C while Ray starts: the same line
     if args.env is not None and args.envs is not None:
         raise ConfigError("--env and --envs together: give one env (--env) or a suite of envs (--envs)")
     envs = parse_names(args.envs, "--envs") if args.envs is not None else (args.env or DEFAULT_ENV,)
@@ -212,19 +214,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
             check_run(build(algo, env, None, args.set, {"total_steps": args.total_steps}))
         if args.envs is not None:
             threshold_of(env)
-    if backend == "ray":
-        from experiments.executor import ray_module
-
-        ray_module()        # Ray missing: the one-line error before anything is created
-    if args.envs is None:
-        parent, stamp = _new_parent(args.logdir, f"compare__{envs[0].replace('/', '-')}")
-        spec = CompareSpec(envs[0], algos, seeds, args.total_steps, tuple(args.set), stamp)
-        spec.write(parent)
-    else:
-        parent, stamp = _new_parent(args.logdir, "suite")
-        spec = SuiteSpec(envs, algos, seeds, args.total_steps, tuple(args.set), stamp)
-        spec.create(parent)
-    return run_compare(parent, spec, workers, backend, args.address, args.progress)
+    # Ray is joined (or started) before anything is created: a missing Ray or a bad --address fails first
+    with open_executor(backend, workers, args.address) as executor:
+        if args.envs is None:
+            parent, stamp = _new_parent(args.logdir, f"compare__{envs[0].replace('/', '-')}")
+            spec = CompareSpec(envs[0], algos, seeds, args.total_steps, tuple(args.set), stamp)
+            spec.write(parent)
+        else:
+            parent, stamp = _new_parent(args.logdir, "suite")
+            spec = SuiteSpec(envs, algos, seeds, args.total_steps, tuple(args.set), stamp)
+            spec.create(parent)
+        return run_compare(parent, spec, executor, args.progress)
 
 
 def _new_parent(logdir: str, prefix: str) -> tuple[str, int]:

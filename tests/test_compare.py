@@ -163,12 +163,22 @@ def test_interrupted_reports_how_each_job_ended():
 def test_bad_seeds_and_algos_are_one_line_errors(capsys, tmp_path):
     for argv in (["compare", "--seeds", "x"], ["compare", "--algos", "pg,a2c"], ["compare", "--workers", "0"],
                  ["compare", "--env", "CartPol-v1"], ["compare", "--set", "run.env_kwargs={foo=1}"],
+                 ["compare", "--backend", "local", "--address", "auto"], ["compare", "--progress", "-1"],
                  ["sweep", "--space", os.path.join(ROOT, "experiments", "sweeps", "cartpole_pg.toml"),
                   "--env", "Pendulum-v1"]):
         assert main([*argv, "--logdir", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("rlnn: error:") and "\n" not in err
     assert not os.listdir(tmp_path)  # nothing started
+
+
+def test_backend_ray_without_ray_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "ray" or m.startswith(("ray.", "experiments.executor.ray"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)                   # import ray -> ModuleNotFoundError
+    assert main(["compare", "--backend", "ray", "--logdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "rlnn: error: --backend ray needs Ray: pip install 'rlnn[ray]'\n"
+    assert not os.listdir(tmp_path)
 
 
 def _free_port() -> int:

@@ -116,7 +116,7 @@ class _Run:
             parts.append(f"return {g('charts/episodic_return'):.1f}")
         if "eval/episodic_return" in self.latest:
             parts.append(f"eval {g('eval/episodic_return'):.1f}")
-        if self.step == 0:
+        if not self.loaders:
             parts.append("starting")
         return "  ".join(parts)
 
