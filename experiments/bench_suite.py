@@ -68,16 +68,10 @@ def runs_of(suite: str) -> dict[str, dict]:
 
 
 def train_seconds(suite: str) -> float:
-    from agents.rundir import RunDir
-    from experiments.report import load_scalars
+    from experiments.compare import read_spec
+    from experiments.report import training_seconds
 
-    total = 0.0
-    for env in os.listdir(suite):
-        if os.path.isdir(os.path.join(suite, env)):
-            for run in RunDir.find(os.path.join(suite, env)):
-                elapsed = load_scalars(run.path).get("charts/elapsed_seconds", [])
-                total += elapsed[-1].value if elapsed else 0.0
-    return total
+    return sum(training_seconds(rd.path) for rd in read_spec(suite).run_dirs(suite))
 
 
 def _locked(path: str) -> bool:

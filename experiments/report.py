@@ -60,6 +60,12 @@ def load_scalars(run_dir: str) -> dict[str, list]:
     return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
 
 
+def training_seconds(run_dir: str) -> float:
+    """A run's own training seconds so far (its last ``charts/elapsed_seconds``; 0 before the first)."""
+    elapsed = load_scalars(run_dir).get("charts/elapsed_seconds", [])
+    return elapsed[-1].value if elapsed else 0.0
+
+
 def find_runs(parent: str) -> list[str]:
     """Run directories directly below ``parent`` (``RunDir.find``), sorted by name."""
     if not os.path.isdir(parent):
