@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import urllib.parse
 import urllib.request
 
@@ -230,19 +232,34 @@ def test_real_tensorboard_server_serves_every_run_and_tag(compare_dir):
         proc.wait(timeout=20)
 
 
-def _long_compare(logdir) -> tuple[subprocess.Popen, list[RunDir]]:
+class _Output:
+    """A process's output lines, read by a thread as they come."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stdout), daemon=True)
+        self.thread.start()
+
+    def text(self) -> str:
+        self.thread.join(timeout=60)
+        return "".join(self.lines)
+
+
+def _long_compare(logdir, *extra: str) -> tuple[subprocess.Popen, list[RunDir], _Output]:
     """A compare whose two runs outlast the test, once both workers are running (their checkpoints exist)."""
     proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "compare", "--algos", "random", "--seeds", "2",
                              "--total-steps", "100000000", "--workers", "2", "--logdir", str(logdir),
-                             "--set", "run.checkpoint_every=200"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             "--set", "run.checkpoint_every=200", "--set", "run.log_every=100", *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = _Output(proc)
+
     def started() -> bool:
         assert proc.poll() is None, "compare ended early"
         return len(runs()) == 2 and all(rd.has_checkpoint() for rd in runs())
 
     runs = lambda: [rd for parent in logdir.glob("compare__*") for rd in RunDir.find(str(parent))]
     wait_for(started, "both workers' first checkpoints")
-    return proc, runs()
+    return proc, runs(), output
 
 
 def _worker_pid(rd: RunDir) -> int:
@@ -259,7 +276,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_kill_9_of_compare_stops_its_workers_cleanly(tmp_path):
-    proc, runs = _long_compare(tmp_path)
+    proc, runs, _ = _long_compare(tmp_path)
     pids = [_worker_pid(rd) for rd in runs]
     proc.kill()
     proc.wait()
@@ -269,12 +286,21 @@ def test_kill_9_of_compare_stops_its_workers_cleanly(tmp_path):
         assert rd.status == "interrupted" and rd.read_result()["step"] > 200
 
 
-def test_sigterm_of_compare_stops_every_worker_and_prints_the_resume_line(tmp_path):
-    proc, runs = _long_compare(tmp_path)
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_sigterm_of_compare_stops_every_worker_and_prints_the_resume_line(tmp_path, backend):
+    proc, runs, output = _long_compare(tmp_path, "--backend", backend, "--progress", "0.2")
+
+    def progress_of_both() -> bool:     # a line per running run with its step, once its events are flushed
+        return all(re.search(rf"running {os.path.basename(rd.path)}  [1-9][\d,]*/100,000,000 \(0%\)", "".join(output.lines))
+                   for rd in runs)
+
+    wait_for(progress_of_both, "a progress line of each running run with its step", timeout=60, proc=proc)
     proc.terminate()
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert "rlnn compare --resume" in out
+    assert proc.wait(timeout=60) == 130
+    out = output.text()
+    assert f"compare interrupted (0 run(s) finished, 2 stopped, 0 failed, 0 not started); finished runs are kept. " \
+           f"Finish it with: rlnn compare --resume {os.path.dirname(runs[0].path)}" in out
+    assert ("on Ray (local instance" in out) == (backend == "ray")
     assert all(rd.status == "interrupted" for rd in runs)
 
 
