@@ -66,7 +66,7 @@ class CompareSpec(SpecFile):
 @dataclass(frozen=True)
 class SuiteSpec(SpecFile):
     """What ``rlnn compare --envs`` runs: the ``CompareSpec`` of every env in ``envs``, each in its own
-    compare directory ``{parent}/{env}/`` (made by ``create``), all in one process pool."""
+    compare directory ``{parent}/{env}/`` (made by ``create``), all on one executor."""
 
     FILE = "suite.json"
     KIND = "suite"
@@ -200,7 +200,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             with open_executor(backend, workers, args.address) as executor:
                 return run_compare(parent, spec, executor, args.progress)
 
-        return resumable("compare", parent, resume, sys.stdout)    # Ctrl-C while Ray starts: the same line
+        return resumable("compare", parent, resume, safe(sys.stdout))    # Ctrl-C while Ray starts: the same line
     if args.env is not None and args.envs is not None:
         raise ConfigError("--env and --envs together: give one env (--env) or a suite of envs (--envs)")
     envs = parse_names(args.envs, "--envs") if args.envs is not None else (args.env or DEFAULT_ENV,)
