@@ -291,8 +291,8 @@ def test_sigterm_of_compare_stops_every_worker_and_prints_the_resume_line(tmp_pa
     proc, runs, output = _long_compare(tmp_path, "--backend", backend, "--progress", "0.2")
 
     def progress_of_both() -> bool:     # a line per running run with its step, once its events are flushed
-        return all(re.search(rf"running {os.path.basename(rd.path)}  [1-9][\d,]*/100,000,000 \(0%\)", "".join(output.lines))
-                   for rd in runs)
+        return all(re.search(rf"  {os.path.basename(rd.path).rsplit('__', 1)[0]}  [1-9][\d.]*k?/100M \(0%\)",
+                             "".join(output.lines)) for rd in runs)
 
     wait_for(progress_of_both, "a progress line of each running run with its step", timeout=60, proc=proc)
     proc.terminate()

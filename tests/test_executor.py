@@ -13,6 +13,7 @@ from conftest import ROOT
 from agents.logger import TensorBoardSink
 from agents.rundir import RunDir
 from experiments.executor import Job, Outcome, RunProgress, SafeStream
+from experiments.executor.progress import duration
 from experiments.stats import compact, few_runs_note, fmt_ci
 
 
@@ -21,7 +22,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def _running_run(tmp_path, name="Env-v0__algo__0__1", step=300, total=1_000) -> Job:
+def _running_run(tmp_path, name="Env-v0__algo__0__1700000000", step=300, total=1_000) -> Job:
     """A run directory as a running ``rlnn train`` leaves it: config.json and flushed event files."""
     run_dir = tmp_path / name
     run_dir.mkdir()
@@ -38,22 +39,22 @@ def _running_run(tmp_path, name="Env-v0__algo__0__1", step=300, total=1_000) -> 
 def test_progress_shows_each_running_run_from_its_event_files(tmp_path):
     out = io.StringIO()
     progress = RunProgress(out, total=3, every=0)
-    a, b = _running_run(tmp_path), _running_run(tmp_path, "Env-v0__algo__1__1", step=500)
+    a, b = _running_run(tmp_path), _running_run(tmp_path, "Env-v0__algo__1__1700000000", step=500)
     progress.started(a)
     progress.started(b)
     progress.tick()
     text = out.getvalue()
     assert "progress: 0/3 run(s) ended, 2 running" in text
-    (line_a,) = [ln for ln in text.splitlines() if a.name in ln]
-    assert "300/1,000 (30%)" in line_a and "SPS 50" in line_a and "ETA 14 s" in line_a
-    assert "return 13.0" in line_a and "eval 20.0" in line_a
-    assert "500/1,000 (50%)" in [ln for ln in text.splitlines() if b.name in ln][0]
+    (line_a,) = [ln for ln in text.splitlines() if "Env-v0__algo__0 " in ln]
+    assert line_a.startswith("  Env-v0__algo__0  300/1k (30%)  eval 20.0  return 13.0  SPS 50  ETA 14s  ")
+    (line_b,) = [ln for ln in text.splitlines() if "Env-v0__algo__1 " in ln]
+    assert "500/1k (50%)" in line_b
     progress.ended(Outcome(a, 0, 1.0))
     progress.print("  done    " + a.name)
     progress.tick()
     last = out.getvalue()[len(text):]
     assert "\x1b" not in out.getvalue()                 # not a terminal: plain lines only
-    assert "progress: 1/3 run(s) ended, 1 running" in last and a.name not in last.split("progress:")[1]
+    assert "progress: 1/3 run(s) ended, 1 running" in last and "Env-v0__algo__0 " not in last.split("progress:")[1]
 
 
 def test_progress_on_a_terminal_redraws_its_block_below_the_permanent_lines(tmp_path):
@@ -95,6 +96,7 @@ def test_compare_keeps_going_when_its_stdout_is_closed(tmp_path):
 def test_compact_step_ticks_and_interval_cells():
     assert [compact(x) for x in (0, 500, 20_000, 120_000, 1_500_000, 2e9)] == ["0", "500", "20k", "120k", "1.5M", "2G"]
     assert fmt_ci(1.0, float("nan"), float("nan")) == "1.0" and fmt_ci(1.0, 0.5, 2.0) == "1.0 [0.5, 2.0]"
+    assert [duration(s) for s in (0.4, 89, 600, 9000)] == ["0s", "89s", "10m", "2.5h"]
     assert few_runs_note(10) is None and few_runs_note(5) is None
     assert few_runs_note(3).startswith("Only 3 seeds:") and "rough" in few_runs_note(3)
     assert few_runs_note(1, "run per env").startswith("Only 1 run per env:") and "left out" in few_runs_note(1)

@@ -21,6 +21,7 @@ import time
 from agents.logger import EVENT_FILE_PREFIX
 from agents.rundir import RunDir
 from experiments.executor.job import Job, Outcome
+from experiments.stats import compact
 
 SHOWN = ("charts/SPS", "charts/episodic_return", "eval/episodic_return")
 
@@ -100,25 +101,35 @@ class _Run:
             return None
 
     def line(self) -> str:
+        """The run's name (without the time stamp all runs of a command share), then the most telling
+        numbers first, since a narrow terminal cuts the end."""
         g = self.latest.get
-        parts = [self.job.name]
+        parts = [self.job.name.rsplit("__", 1)[0]]
         if self.total:
-            parts.append(f"{min(self.step, self.total):,}/{self.total:,} ({100 * min(self.step, self.total) / self.total:.0f}%)")
+            step = min(self.step, self.total)
+            parts.append(f"{compact(step)}/{compact(self.total)} ({100 * step / self.total:.0f}%)")
         else:
-            parts.append(f"{self.step:,}")
-        parts.append(f"{time.perf_counter() - self.started:.0f} s")
+            parts.append(compact(self.step))
+        if not self.loaders:
+            parts.append("starting")
+        if "eval/episodic_return" in self.latest:
+            parts.append(f"eval {g('eval/episodic_return'):.1f}")
+        if "charts/episodic_return" in self.latest:
+            parts.append(f"return {g('charts/episodic_return'):.1f}")
         sps = g("charts/SPS")
         if sps:
             parts.append(f"SPS {sps:,.0f}")
             if self.total and self.total > self.step:
-                parts.append(f"ETA {(self.total - self.step) / sps:.0f} s")
-        if "charts/episodic_return" in self.latest:
-            parts.append(f"return {g('charts/episodic_return'):.1f}")
-        if "eval/episodic_return" in self.latest:
-            parts.append(f"eval {g('eval/episodic_return'):.1f}")
-        if not self.loaders:
-            parts.append("starting")
+                parts.append(f"ETA {duration((self.total - self.step) / sps)}")
+        parts.append(f"{duration(time.perf_counter() - self.started)} in")
         return "  ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """45s, 12m, 2.5h."""
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 5400 else f"{seconds / 3600:.1f}h"
 
 
 class RunProgress:
@@ -164,7 +175,7 @@ class RunProgress:
         self.stream.flush()
 
     def _lines(self) -> list[str]:
-        lines = [f"  running {run.line()}" for run in self.runs.values()]
+        lines = [f"  {run.line()}" for run in self.runs.values()]
         if self.tty:        # what fits on the screen
             room = max(1, shutil.get_terminal_size().lines - 3)
             if len(lines) > room:
