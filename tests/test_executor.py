@@ -81,8 +81,12 @@ def test_safe_stream_survives_a_reader_that_went_away():
     stream.write("more\n")
 
 
-def test_compare_keeps_going_when_its_stdout_is_closed(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "compare", "--algos", "random", "--seeds", "2",
+NO_RAY = ("import sys; from experiments.cli import main; code = main(sys.argv[1:]); "
+          "assert 'ray' not in sys.modules, 'the local executor imported Ray'; sys.exit(code)")
+
+
+def test_compare_keeps_going_when_its_stdout_is_closed_and_needs_no_ray(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", NO_RAY, "compare", "--algos", "random", "--seeds", "2",
                              "--total-steps", "400", "--workers", "2", "--logdir", str(tmp_path), "--progress", "0",
                              "--set", "run.eval_every=200"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.readline()                              # like `rlnn compare ... | head -1`

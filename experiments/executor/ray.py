@@ -5,9 +5,12 @@ An actor (``_Slot``, one CPU) runs one job at a time through ``job.Processes``, 
 thread does: the same command line, environment, log file and exit code, so a run trained here is bit
 for bit the run the local executor trains. Actors are reused from job to job, so a cluster starts at most
 ``workers`` of them. Ctrl-C (or SIGTERM) on the driver asks every busy actor to SIGTERM its process (each
-checkpoints and exits 130) and waits for their outcomes. If the driver dies (``kill -9``), Ray's workers
-go with it (a local instance) or Ray ends the driver's actors (a cluster), and each job's process, which
-asked for it (``job.die_with_parent``), gets SIGTERM and checkpoints.
+checkpoints and exits 130) and waits for their outcomes. If the driver dies (``kill -9``), Ray ends its
+actors. On a local instance (started here, without Ray's killing of a worker's child processes) each
+job's process then gets the SIGTERM it asked for (``job.die_with_parent``) and checkpoints, as with local
+processes; on a cluster started with Ray's defaults Ray kills those processes along with their actor, so
+a run keeps what it wrote up to its last checkpoint (what any run keeps after ``kill -9``) and
+``--resume`` continues from there.
 
 Run directories and logs are written where the job runs: on a multi-node cluster put the command's
 directory on a filesystem every node mounts at the same path, so that progress, reports and ``--resume``
