@@ -7,7 +7,7 @@ Per seed: env steps and training seconds to the first greedy evaluation (run.eva
 mean return >= the threshold (default: the env's registry threshold, 475 for CartPole-v1), SPS (env steps
 over the training seconds as of the last evaluation), and a final greedy evaluation of 20 episodes on
 fresh envs after the full budget. Then the summary: solved k/n, median and IQR.
-Every seed is an ``rlnn train`` process of the pool ``rlnn compare`` uses (``experiments.pool``), so Ctrl-C
+Every seed is an ``rlnn train`` process of the pool ``rlnn compare`` uses (``experiments.executor``), so Ctrl-C
 and SIGTERM stop the bench as they stop a compare: the running seeds checkpoint, none starts after, no
 table is printed, exit 130. Runs one seed at a time by default: two runs on two cores would make every
 timing wrong.
@@ -34,11 +34,11 @@ from agents.registry import check_run  # noqa: E402
 from agents.rundir import RunDir  # noqa: E402
 from experiments.cli import USER_ERRORS  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
-from experiments.pool import Job, Outcome, PoolInterrupted, run_jobs  # noqa: E402
+from experiments.executor import Interrupted, Job, LocalExecutor, Outcome  # noqa: E402
 
 
 def train_seeds(args: argparse.Namespace, seeds: list[int], logdir: str) -> list[Outcome]:
-    """Every seed as an ``rlnn train`` process, ``args.workers`` at a time; PoolInterrupted on Ctrl-C."""
+    """Every seed as an ``rlnn train`` process, ``args.workers`` at a time; Interrupted on Ctrl-C."""
     jobs = [Job(args.algo, args.env, seed, run_dir=os.path.join(logdir, RunDir.name(args.env, args.algo, seed)),
                 log_dir=os.path.join(logdir, "logs"), total_steps=args.total_steps, sets=tuple(args.set))
             for seed in seeds]
@@ -48,7 +48,11 @@ def train_seeds(args: argparse.Namespace, seeds: list[int], logdir: str) -> list
         print(f"  seed {outcome.job.seed} {outcome.status} in {outcome.seconds:.1f} s{failed}", file=sys.stderr,
               flush=True)
 
-    return run_jobs(jobs, args.workers, show)
+    executor = LocalExecutor(args.workers)
+    try:
+        return executor.run(jobs, show)
+    finally:
+        executor.close()
 
 
 def row_of(run: agents.Run, seed: int, wall: float, threshold: float, final_episodes: int) -> dict:
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = rows_of([RunDir(o.job.run_dir) for o in outcomes], args.algo, args.env, args.threshold,
                        args.final_episodes)
     except KeyboardInterrupt as e:
-        detail = f" ({e.summary()})" if isinstance(e, PoolInterrupted) else ""
+        detail = f" ({e.summary()})" if isinstance(e, Interrupted) else ""
         print(f"bench interrupted{detail}; no table. Runs in {logdir}", file=sys.stderr, flush=True)
         return 130
     code = report(args, rows, logdir)

@@ -1,4 +1,4 @@
-"""The overhead of ``rlnn sweep --backend ray`` against the local process pool, for the same trials.
+"""The overhead of ``rlnn sweep --backend ray`` against local processes, for the same trials.
 
     python experiments/bench_sweep.py                       # 8 dqn trials × 1 seed × 2,000 steps, 2 at once
     python experiments/bench_sweep.py --algo random --trials 8 --total-steps 2000 --max-concurrent 2
@@ -30,15 +30,10 @@ num_envs = { choice = [1, 2] }
 
 def _train_seconds(sweep_dir: str) -> float:
     from agents.rundir import RunDir
-    from experiments.report import load_scalars
+    from experiments.report import training_seconds
     from experiments.sweep.trials import existing_trials
 
-    total = 0.0
-    for trial in existing_trials(sweep_dir):
-        for run in RunDir.find(trial.path):
-            elapsed = load_scalars(run.path).get("charts/elapsed_seconds", [])
-            total += elapsed[-1].value if elapsed else 0.0
-    return total
+    return sum(training_seconds(run.path) for trial in existing_trials(sweep_dir) for run in RunDir.find(trial.path))
 
 
 def run_backend(backend: str, args, space: str, logdir: str) -> dict:

@@ -26,8 +26,10 @@ improvement P(X > Y): per env the probability that a run of X scores higher than
 half), averaged over envs. Their 95% confidence intervals are stratified-bootstrap intervals (runs
 resampled within each env, percentile method) from ``rliable``, the optional extra ``rlnn[suite]``:
 without it the aggregate section is one line saying how to install it, and everything else is written.
-``iqm`` and ``probability_of_improvement`` below are the statistics themselves (they equal rliable's
-``aggregate_iqm`` and ``probability_of_improvement``, which the tests check); rliable resamples them.
+``experiments.stats.iqm`` and ``probability_of_improvement`` are the statistics themselves (they equal
+rliable's ``aggregate_iqm`` and ``probability_of_improvement``, which the tests check); rliable resamples
+them. With fewer than ``experiments.stats.MIN_RUNS_FOR_CI`` runs per env there is no interval, and below
+``ENOUGH_RUNS`` the report says the runs are too few for confident intervals.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ import numpy as np
 from agents.config import ConfigError
 from agents.rundir import RunDir
 from experiments import report as reports
-from experiments.report import SUMMARY_HEADER, RunSummary, fmt, summary_cells, table_row, table_rule
+from experiments.report import SUMMARY_HEADER, RunSummary, summary_cells
+from experiments.stats import (MIN_RUNS_FOR_CI, few_runs_note, fmt, fmt_ci, iqm, probability_of_improvement,
+                               table_row, table_rule)
 
 RANDOM_EPISODES = 20
 BOOTSTRAP_REPS = 10_000
@@ -95,23 +99,6 @@ def normalized_score(final_eval, random_return: float, threshold: float):
     return (np.asarray(final_eval, dtype=np.float64) - random_return) / span
 
 
-def iqm(scores) -> float:
-    """Interquartile mean of all of ``scores`` (any shape, e.g. runs × envs): the mean after dropping the
-    lowest and the highest ``int(n / 4)`` values (``scipy.stats.trim_mean(x, 0.25, axis=None)``)."""
-    x = np.sort(np.asarray(scores, dtype=np.float64).ravel())
-    cut = int(0.25 * x.size)
-    return float(x[cut:x.size - cut].mean())
-
-
-def probability_of_improvement(x, y) -> float:
-    """P(X > Y), stratified by env: ``x`` (runs of X × envs) and ``y`` (runs of Y × envs); per env the
-    fraction of (run of X, run of Y) pairs where X's score is higher, ties counting half; the mean over envs."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    diff = x[:, None, :] - y[None, :, :]
-    per_env = (diff > 0).mean(axis=(0, 1)) + 0.5 * (diff == 0).mean(axis=(0, 1))
-    return float(per_env.mean())
-
-
 def score_matrix(results: list[EnvResult], algo: str) -> np.ndarray:
     """Normalized scores of ``algo``, runs × envs (columns in ``results`` order): its seeds that have a
     final greedy eval in every env."""
@@ -138,20 +125,26 @@ def across_envs(results: list[EnvResult], algos, reps: int | None = None) -> dic
         out["missing"] = (f"rliable does not import ({type(e).__name__}: {e}); {INSTALL_HINT} installs "
                           "versions that work")
         return out
+    order = list(scores)
+    pairs = {(x, y): [scores[x], scores[y]] for i, x in enumerate(order) for y in order[i + 1:]}
+    few = {a for a, m in scores.items() if m.shape[0] < MIN_RUNS_FOR_CI}
+    nan = (math.nan, math.nan)
+    # Too few runs for an interval: the point alone (no rliable call, whose interval would be the point)
+    out["iqm"] = {a: (iqm(scores[a]), *nan) for a in few}
+    out["poi"] = {p: (probability_of_improvement(*pairs[p]), *nan) for p in pairs if few & set(p)}
     state = np.random.get_state()
     np.random.seed(0)  # rliable resamples with NumPy's global RNG: seeded so a remade report has the same CIs
     try:
-        if scores:
-            points, cis = rly.get_interval_estimates(scores, lambda s: np.array([iqm(s)]), reps=reps)
-            out["iqm"] = {a: (float(points[a][0]), float(cis[a][0, 0]), float(cis[a][1, 0])) for a in scores}
-        order = list(scores)
-        pairs = {(x, y): [scores[x], scores[y]] for i, x in enumerate(order) for y in order[i + 1:]}
-        if pairs:
+        if ok := {a: m for a, m in scores.items() if a not in few}:
+            points, cis = rly.get_interval_estimates(ok, lambda s: np.array([iqm(s)]), reps=reps)
+            out["iqm"].update({a: (float(points[a][0]), float(cis[a][0, 0]), float(cis[a][1, 0])) for a in ok})
+        if ok_pairs := {p: v for p, v in pairs.items() if p not in out["poi"]}:
             points, cis = rly.get_interval_estimates(
-                pairs, lambda a, b: np.array([probability_of_improvement(a, b)]), reps=reps)
-            out["poi"] = {p: (float(points[p][0]), float(cis[p][0, 0]), float(cis[p][1, 0])) for p in pairs}
+                ok_pairs, lambda a, b: np.array([probability_of_improvement(a, b)]), reps=reps)
+            out["poi"].update({p: (float(points[p][0]), float(cis[p][0, 0]), float(cis[p][1, 0])) for p in ok_pairs})
     finally:
         np.random.set_state(state)
+    out["poi"] = {p: out["poi"][p] for p in pairs}    # in --algos order
     return out
 
 
@@ -179,6 +172,8 @@ def markdown(spec, results: list[EnvResult], rows: list[dict], agg: dict, pendin
              table_rule(len(SUMMARY_HEADER) + 4)]
     lines += [table_row([r["env"], r["algo"], f"{r['threshold']:g}", fmt(r["budget"]), *summary_cells(r)])
               for r in rows]
+    note = few_runs_note(min(r["runs"] for r in rows))
+    lines += ["", note] if note else []
     lines += [f"\n{env}: no run has ended yet (finish with rlnn compare --resume)" for env in pending]
     lines += ["", "## Across envs: normalized scores (Agarwal et al. 2021)", "",
               "Score of a run = (final eval − random return) / (threshold − random return): 0 is the uniform-"
@@ -195,13 +190,15 @@ def markdown(spec, results: list[EnvResult], rows: list[dict], agg: dict, pendin
               "", "| algo | runs per env | IQM of normalized scores [95% CI] |", "|---|---|---|"]
     for algo in spec.algos:
         if algo in agg["iqm"]:
-            point, lo, hi = agg["iqm"][algo]
-            lines.append(f"| {algo} | {agg['scores'][algo].shape[0]} | {point:.2f} [{lo:.2f}, {hi:.2f}] |")
+            lines.append(f"| {algo} | {agg['scores'][algo].shape[0]} | {fmt_ci(*agg['iqm'][algo], digits=2)} |")
         else:
             lines.append(f"| {algo} | 0 | – (no seed has a final eval in every env) |")
     if agg["poi"]:
         lines += ["", "| X > Y | P(X > Y) [95% CI] |", "|---|---|"]
-        lines += [f"| {x} > {y} | {p:.2f} [{lo:.2f}, {hi:.2f}] |" for (x, y), (p, lo, hi) in agg["poi"].items()]
+        lines += [f"| {x} > {y} | {fmt_ci(*v, digits=2)} |" for (x, y), v in agg["poi"].items()]
+    if agg["scores"]:
+        note = few_runs_note(min(m.shape[0] for m in agg["scores"].values()), "run per env")
+        lines += ["", note] if note else []
     return "\n".join(lines) + "\n"
 
 
@@ -212,9 +209,6 @@ def plot_suite(results: list[EnvResult], algos: list[str], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    steps_k = FuncFormatter(lambda x, _: f"{x / 1000:g}k")     # 100000 and 1e6 ticks would overlap
     n = len(results)
     ncols = 2 if n == 4 else min(n, 3)
     nrows = math.ceil(n / ncols)
@@ -224,13 +218,14 @@ def plot_suite(results: list[EnvResult], algos: list[str], path: str) -> None:
         ax.axhline(res.threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {res.threshold:g}")
         ax.set_title(res.env)
         ax.set_xlabel("env steps")
-        ax.xaxis.set_major_formatter(steps_k)
+        reports.readable_steps(ax.xaxis)
         ax.set_ylabel("greedy eval return")
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:
         ax.axis("off")
     axes.flat[0].legend(loc="best", fontsize="small")
-    fig.suptitle("Mean greedy eval return over seeds, shaded 95% bootstrap CI of the mean; dashed: threshold")
+    fig.suptitle(f"Mean greedy eval return over seeds, shaded 95% bootstrap CI of the mean (from {MIN_RUNS_FOR_CI} "
+                 "seeds on); dashed: threshold")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

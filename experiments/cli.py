@@ -190,8 +190,7 @@ def _extensions():
     """Subcommands defined in other experiments modules (compare, report, check-gradients, ...)."""
     import importlib
 
-    for module in ("experiments.compare", "experiments.report", "experiments.gradcheck_cmd", "experiments.sweep",
-                   "experiments.config_cmd"):
+    for module in ("experiments.compare", "experiments.gradcheck_cmd", "experiments.sweep", "experiments.config_cmd"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -213,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from experiments.pool import die_with_parent
+    from experiments.executor import die_with_parent
 
     die_with_parent()       # a worker of `rlnn compare` / `rlnn sweep` ends with it, even after kill -9
     parser = build_parser()

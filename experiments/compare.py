@@ -1,14 +1,16 @@
-"""``rlnn compare``: several algorithms over several seeds, side by side, on one env or a suite of envs.
+"""``rlnn compare``: several algorithms over several seeds, side by side, on one env or a suite of envs;
+and ``rlnn report``, which remakes the report of either kind of directory.
 
-Every (algo, seed) is an ordinary run, trained by its own ``rlnn train`` process in the shared process
-pool (``experiments.pool``: ``--workers`` at once, Ctrl-C checkpoints every worker). All runs sit under
-one ``runs/compare__{env}__{time}/`` with the plan in ``compare.json`` (``CompareSpec``), so
-``tensorboard --logdir`` on it overlays them, ``rlnn compare --resume DIR`` finishes what is missing, and
-the report (``experiments.report``) is made from the runs' event files: ``rlnn report DIR`` remakes it.
+Every (algo, seed) is an ordinary run, trained by its own ``rlnn train`` process on an executor
+(``experiments.executor``: local processes, ``--workers`` at once, or ``--backend ray`` on a Ray instance
+or cluster; Ctrl-C checkpoints every run), with every running run's progress shown meanwhile. All runs
+sit under one ``runs/compare__{env}__{time}/`` with the plan in ``compare.json`` (``CompareSpec``), so
+``tensorboard --logdir`` on it overlays them, ``rlnn compare --resume DIR`` finishes what is missing (on
+either backend), and the report (``experiments.report``) is made from the runs' event files.
 
-``--envs A,B,...`` is a suite (``SuiteSpec``, ``suite.json``): every (env, algo, seed) in one pool, under
-``runs/suite__{time}/`` with one ordinary compare directory per env (``{env}/``, its own compare.json and
-report), and the suite's benchmark at the top (``experiments.benchmark``: benchmark.md, .csv and .png).
+``--envs A,B,...`` is a suite (``SuiteSpec``, ``suite.json``): every (env, algo, seed) on one executor,
+under ``runs/suite__{time}/`` with one ordinary compare directory per env (``{env}/``, its own compare.json
+and report), and the suite's benchmark at the top (``experiments.benchmark``: benchmark.md, .csv and .png).
 ``rlnn compare --resume`` takes either kind of directory.
 """
 
@@ -24,7 +26,10 @@ from agents import ALGOS, UnknownAlgo
 from agents.config import ConfigError, build
 from agents.registry import check_run
 from agents.rundir import RunDir, make_dirs
-from experiments.pool import Job, Outcome, SpecFile, job_for, resumable, run_jobs
+from experiments.benchmark import suite_report, threshold_of
+from experiments.executor import (BACKENDS, Executor, Job, Outcome, RunProgress, SpecFile, job_for, open_executor,
+                                  resumable, safe)
+from experiments.report import report
 
 DEFAULT_ENV = "CartPole-v1"
 
@@ -61,7 +66,7 @@ class CompareSpec(SpecFile):
 @dataclass(frozen=True)
 class SuiteSpec(SpecFile):
     """What ``rlnn compare --envs`` runs: the ``CompareSpec`` of every env in ``envs``, each in its own
-    compare directory ``{parent}/{env}/`` (made by ``create``), all in one process pool."""
+    compare directory ``{parent}/{env}/`` (made by ``create``), all on one executor."""
 
     FILE = "suite.json"
     KIND = "suite"
@@ -137,9 +142,10 @@ def _seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds {text!r}: expected a count (5), a range (0-9) or a list (1,4,7)") from None
 
 
-def parse_workers(text: str) -> int:
+def parse_workers(text: str) -> int | None:
+    """A positive count, or None for ``auto`` (the executor's default: the cores, or the Ray cluster's CPUs)."""
     if text == "auto":
-        return max(1, os.cpu_count() or 1)
+        return None
     try:
         n = int(text)
         if n < 1:
@@ -149,25 +155,30 @@ def parse_workers(text: str) -> int:
         raise ConfigError(f"--workers {text!r}: expected a positive number or auto") from None
 
 
-def run_compare(parent: str, spec: CompareSpec | SuiteSpec, workers: int, stream=None) -> int:
-    """The missing runs of ``parent`` (a compare or, with a ``SuiteSpec``, a suite directory), then the
-    report(s); exit code 0, 1 (a run failed) or 130 (stopped)."""
-    stream = stream or sys.stdout
-    return resumable("compare", parent, lambda: _run_compare(parent, spec, workers, stream), stream)
+def run_compare(parent: str, spec: CompareSpec | SuiteSpec, executor: Executor, progress_every: float | None = None,
+                stream=None) -> int:
+    """The missing runs of ``parent`` (a compare or, with a ``SuiteSpec``, a suite directory) on ``executor``,
+    then the report(s); exit code 0, 1 (a run failed) or 130 (stopped)."""
+    stream = safe(stream or sys.stdout)
+    return resumable("compare", parent, lambda: _run_compare(parent, spec, executor, progress_every, stream), stream)
 
 
-def _run_compare(parent: str, spec: CompareSpec | SuiteSpec, workers: int, stream) -> int:
+def _run_compare(parent: str, spec: CompareSpec | SuiteSpec, executor, progress_every: float | None, stream) -> int:
     jobs = spec.jobs(parent)
-    print(f"compare: {len(jobs)} run(s) to do in {parent} with {workers} worker(s)\n"
+    print(f"compare: {len(jobs)} run(s) to do in {parent} on {executor.where}\n"
           f"watch: tensorboard --logdir {parent}", file=stream, flush=True)
+    progress = RunProgress(stream, total=len(jobs), every=progress_every)
 
     def show(outcome: Outcome) -> None:
         job = outcome.job
-        line = {"done": f"  done    {job.name} ({outcome.seconds:.1f} s)", "stopped": f"  stopped {job.name}",
-                "failed": f"  FAILED  {job.name} (exit {outcome.code}; see {job.log_path})"}[outcome.status]
-        print(line, file=stream, flush=True)
+        progress.ended(outcome)
+        progress.print({"done": f"  done    {job.name} ({outcome.seconds:.1f} s)", "stopped": f"  stopped {job.name}",
+                        "failed": f"  FAILED  {job.name} (exit {outcome.code}; see {job.log_path})"}[outcome.status])
 
-    outcomes = run_jobs(jobs, workers, show)
+    try:
+        outcomes = executor.run(jobs, show, on_start=progress.started, on_tick=progress.tick)
+    finally:
+        progress.close()
     failed = sum(o.status == "failed" for o in outcomes)
     stopped = sum(o.status == "stopped" for o in outcomes)
     if failed or stopped:
@@ -175,20 +186,33 @@ def _run_compare(parent: str, spec: CompareSpec | SuiteSpec, workers: int, strea
               f"Finish with: rlnn compare --resume {parent}", file=stream, flush=True)
     if any(rd.read_result() is not None for rd in spec.run_dirs(parent)):
         if isinstance(spec, SuiteSpec):
-            from experiments.benchmark import suite_report
-
             suite_report(parent, spec, stream=stream)
         else:
-            from experiments.report import report
-
             report(parent, stream=stream)
     return 1 if failed else (130 if stopped else 0)
 
 
+def _backend(args: argparse.Namespace) -> str:
+    backend = args.backend or ("ray" if args.address else "local")
+    if args.address and backend != "ray":
+        raise ConfigError("--address is for --backend ray")
+    return backend
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    workers = parse_workers(args.workers)
+    if args.progress is not None and args.progress < 0:
+        raise ConfigError(f"--progress {args.progress:g}: expected seconds >= 0")
     if args.resume:
         parent = os.path.abspath(args.resume)
-        return run_compare(parent, read_spec(parent), parse_workers(args.workers))
+        spec = read_spec(parent)
+
+        def resume() -> int:
+            with open_executor(backend, workers, args.address) as executor:
+                return run_compare(parent, spec, executor, args.progress)
+
+        return resumable("compare", parent, resume, safe(sys.stdout))    # Ctrl-C while Ray starts: the same line
     if args.env is not None and args.envs is not None:
         raise ConfigError("--env and --envs together: give one env (--env) or a suite of envs (--envs)")
     envs = parse_names(args.envs, "--envs") if args.envs is not None else (args.env or DEFAULT_ENV,)
@@ -197,23 +221,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if algo not in ALGOS:
             raise UnknownAlgo(f"unknown algorithm {algo!r} in --algos: choose from {', '.join(ALGOS)}")
     seeds = tuple(parse_seeds(args.seeds))
-    workers = parse_workers(args.workers)
     for env in envs:  # check every env, config and (for a suite) threshold before creating anything
         for algo in algos:
             check_run(build(algo, env, None, args.set, {"total_steps": args.total_steps}))
         if args.envs is not None:
-            from experiments.benchmark import threshold_of
-
             threshold_of(env)
-    if args.envs is None:
-        parent, stamp = _new_parent(args.logdir, f"compare__{envs[0].replace('/', '-')}")
-        spec = CompareSpec(envs[0], algos, seeds, args.total_steps, tuple(args.set), stamp)
-        spec.write(parent)
-    else:
-        parent, stamp = _new_parent(args.logdir, "suite")
-        spec = SuiteSpec(envs, algos, seeds, args.total_steps, tuple(args.set), stamp)
-        spec.create(parent)
-    return run_compare(parent, spec, workers)
+    # Ray is joined (or started) before anything is created: a missing Ray or a bad --address fails first
+    with open_executor(backend, workers, args.address) as executor:
+        if args.envs is None:
+            parent, stamp = _new_parent(args.logdir, f"compare__{envs[0].replace('/', '-')}")
+            spec = CompareSpec(envs[0], algos, seeds, args.total_steps, tuple(args.set), stamp)
+            spec.write(parent)
+        else:
+            parent, stamp = _new_parent(args.logdir, "suite")
+            spec = SuiteSpec(envs, algos, seeds, args.total_steps, tuple(args.set), stamp)
+            spec.create(parent)
+        return run_compare(parent, spec, executor, args.progress)
 
 
 def _new_parent(logdir: str, prefix: str) -> tuple[str, int]:
@@ -229,17 +252,42 @@ def _new_parent(logdir: str, prefix: str) -> tuple[str, int]:
             stamp += 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        if os.path.isfile(os.path.join(args.dir, SuiteSpec.FILE)):   # a suite: every env's report + benchmark
+            suite_report(args.dir, read_spec(args.dir))
+        else:
+            report(args.dir, threshold=args.threshold)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    return 0
+
+
 def register(sub) -> None:
     c = sub.add_parser("compare", help="several algorithms over several seeds (on one env or a suite), with a report")
     c.add_argument("--env", help=f"one Gymnasium env id (default {DEFAULT_ENV})")
     c.add_argument("--envs", metavar="ENV,ENV,...", help="a suite: every env, one compare directory each, "
-                   "and a benchmark over them (benchmark.md, .csv, .png)")
-    c.add_argument("--algos", default="pg,dqn", help="comma-separated, e.g. pg,dqn")
-    c.add_argument("--seeds", default="3", help="a count (5), a range (0-9) or a list (1,4,7)")
+                   "and a benchmark over them (benchmark.md, .csv, .png); default: one env (--env)")
+    c.add_argument("--algos", default="pg,dqn", help="comma-separated algorithms (default pg,dqn)")
+    c.add_argument("--seeds", default="3", help="a count (5), a range (0-9) or a list (1,4,7) (default 3: seeds 0-2)")
     c.add_argument("--total-steps", type=int, help="budget per run (default: each preset's)")
-    c.add_argument("--workers", default="auto", help="parallel runs (auto = number of cores)")
+    c.add_argument("--workers", default="auto", help="runs at once (default auto: the cores; with --backend ray "
+                   "the cluster's CPUs)")
+    c.add_argument("--backend", choices=BACKENDS, help="where the runs train: local processes (default) or Ray "
+                   "(a local instance, or the cluster at --address)")
+    c.add_argument("--address", help="Ray cluster to join (auto = the one `ray start` made here); implies "
+                   "--backend ray (default: none, a local Ray instance)")
+    c.add_argument("--progress", type=float, metavar="SECONDS", help="how often every running run's progress is "
+                   "shown (default 1 on a terminal, where it is redrawn in place, else 30)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="e.g. dqn.lr=1e-3 (one algorithm), run.eval_every=2000 (all)")
-    c.add_argument("--logdir", default="runs")
-    c.add_argument("--resume", metavar="DIR", help="finish the missing runs of a compare or suite directory")
+                   help="e.g. dqn.lr=1e-3 (one algorithm), run.eval_every=2000 (all); repeatable (default: none)")
+    c.add_argument("--logdir", default="runs", help="where the compare or suite directory is made (default runs)")
+    c.add_argument("--resume", metavar="DIR", help="finish the missing runs of a compare or suite directory, on "
+                   "the --backend given now (default: start a new comparison)")
     c.set_defaults(func=cmd_compare)
+
+    r = sub.add_parser("report", help="summary table and plots of a compare (or suite) directory, from its event files")
+    r.add_argument("dir", help="a compare or suite directory")
+    r.add_argument("--threshold", type=float, help="return that counts as solved (default: the env's registry "
+                   "threshold; a suite always uses each env's)")
+    r.set_defaults(func=cmd_report)

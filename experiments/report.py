@@ -7,7 +7,9 @@ Per run: the first greedy evaluation at or above the threshold (env steps and tr
 solve), the final greedy evaluation, the area under the evaluation curve (the mean evaluation return
 over the budget, trapezoidal in env steps) and SPS. Per algorithm: solved k/n, median (IQR) of the
 times to solve over the solved runs, and the mean over seeds of the final return and the area with a 95%
-percentile-bootstrap confidence interval.
+percentile-bootstrap confidence interval (the statistics are ``experiments.stats``'s; with too few seeds
+there is no interval and the table says so). ``rlnn report`` is registered with ``rlnn compare``
+(``experiments.compare``), which knows compare and suite directories.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from agents.config import ConfigError
 from agents.rundir import RunDir
-
-BOOTSTRAP_SAMPLES = 10_000
+from experiments.stats import (MIN_RUNS_FOR_CI, area_under_curve, bootstrap_band, bootstrap_ci, compact,
+                               few_runs_note, fmt, fmt_ci, median_iqr, table_row, table_rule)
 
 
 @dataclass
@@ -47,27 +51,6 @@ class RunSummary:
     train: Curve = field(repr=False, default=None)
 
 
-def bootstrap_ci(sample, confidence: float = 0.95, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
-                 axis_len: int | None = None) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean of ``sample`` (1-D)."""
-    x = np.asarray(sample, dtype=np.float64)
-    if x.size == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(samples, x.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
-
-
-def bootstrap_band(curves: np.ndarray, confidence: float = 0.95, samples: int = 1_000, seed: int = 0):
-    """(mean, low, high) over axis 0 of ``curves`` (runs × grid), resampling runs."""
-    rng = np.random.default_rng(seed)
-    n = curves.shape[0]
-    means = curves[rng.integers(0, n, size=(samples, n))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    return curves.mean(axis=0), np.quantile(means, alpha, axis=0), np.quantile(means, 1.0 - alpha, axis=0)
-
-
 def load_scalars(run_dir: str) -> dict[str, list]:
     """tag -> list of TensorBoard ScalarEvent (wall_time, step, value), every point."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -75,6 +58,12 @@ def load_scalars(run_dir: str) -> dict[str, list]:
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     acc.Reload()
     return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+
+
+def training_seconds(run_dir: str) -> float:
+    """A run's own training seconds so far (its last ``charts/elapsed_seconds``; 0 before the first)."""
+    elapsed = load_scalars(run_dir).get("charts/elapsed_seconds", [])
+    return elapsed[-1].value if elapsed else 0.0
 
 
 def find_runs(parent: str) -> list[str]:
@@ -117,22 +106,6 @@ def summarize_run(run_dir: str, threshold: float) -> RunSummary:
     )
 
 
-def area_under_curve(steps: np.ndarray, values: np.ndarray) -> float:
-    """Mean evaluation return over the run: trapezoid area from the first to the last eval / the span."""
-    if values.size == 0:
-        return math.nan
-    if values.size == 1:
-        return float(values[0])
-    return float(np.trapezoid(values, steps) / (steps[-1] - steps[0]))
-
-
-def _median_iqr(x: list[float]) -> tuple[float, float, float]:
-    if not x:
-        return math.nan, math.nan, math.nan
-    q1, med, q3 = np.percentile(x, [25, 50, 75])
-    return float(med), float(q1), float(q3)
-
-
 def aggregate(runs: list[RunSummary]) -> list[dict]:
     """One row per algorithm (in order of first appearance)."""
     rows = []
@@ -141,8 +114,8 @@ def aggregate(runs: list[RunSummary]) -> list[dict]:
         solved = [r for r in group if r.solved]
         finals = [r.final_eval for r in group]
         aucs = [r.auc for r in group]
-        st_med, st_q1, st_q3 = _median_iqr([r.steps_to_solve for r in solved])
-        sec_med, sec_q1, sec_q3 = _median_iqr([r.seconds_to_solve for r in solved])
+        st_med, st_q1, st_q3 = median_iqr([r.steps_to_solve for r in solved])
+        sec_med, sec_q1, sec_q3 = median_iqr([r.seconds_to_solve for r in solved])
         f_lo, f_hi = bootstrap_ci(finals)
         a_lo, a_hi = bootstrap_ci(aucs)
         rows.append({
@@ -156,11 +129,6 @@ def aggregate(runs: list[RunSummary]) -> list[dict]:
     return rows
 
 
-def fmt(x: float, digits: int = 0) -> str:
-    """A table cell: ``x`` with thousands separators and ``digits`` decimals, "–" for a missing number."""
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
-
-
 SUMMARY_HEADER = ("solved", "steps to solve, median (IQR)", "seconds to solve, median (IQR)",
                   "final eval, mean [95% CI]", "AUC, mean [95% CI]", "SPS")
 
@@ -170,17 +138,9 @@ def summary_cells(r: dict) -> list[str]:
     return [f"{r['solved']}/{r['runs']}",
             f"{fmt(r['steps_to_solve_median'])} ({fmt(r['steps_to_solve_q1'])}–{fmt(r['steps_to_solve_q3'])})",
             f"{fmt(r['seconds_to_solve_median'], 1)} ({fmt(r['seconds_to_solve_q1'], 1)}–{fmt(r['seconds_to_solve_q3'], 1)})",
-            f"{fmt(r['final_eval_mean'], 1)} [{fmt(r['final_eval_ci_low'], 1)}, {fmt(r['final_eval_ci_high'], 1)}]",
-            f"{fmt(r['auc_mean'], 1)} [{fmt(r['auc_ci_low'], 1)}, {fmt(r['auc_ci_high'], 1)}]",
+            fmt_ci(r['final_eval_mean'], r['final_eval_ci_low'], r['final_eval_ci_high']),
+            fmt_ci(r['auc_mean'], r['auc_ci_low'], r['auc_ci_high']),
             fmt(r['sps_median'])]
-
-
-def table_row(cells) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def table_rule(columns: int) -> str:
-    return "|" + "---|" * columns
 
 
 def markdown(rows: list[dict], runs: list[RunSummary], threshold: float, env_id: str) -> str:
@@ -193,6 +153,8 @@ def markdown(rows: list[dict], runs: list[RunSummary], threshold: float, env_id:
              table_row(("algo",) + SUMMARY_HEADER),
              table_rule(len(SUMMARY_HEADER) + 1)]
     lines += [table_row([r["algo"], *summary_cells(r)]) for r in rows]
+    note = few_runs_note(min(r["runs"] for r in rows))
+    lines += ["", note] if note else []
     lines += ["", "| run | solved | steps to solve | seconds to solve | final eval | AUC | SPS |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r.run} | {'yes' if r.solved else 'no'} | {fmt(r.steps_to_solve)} | {fmt(r.seconds_to_solve, 1)} "
@@ -250,7 +212,15 @@ def plot_curves(ax, runs: list[RunSummary], algos: list[str], kind: str = "eval"
         mean, lo, hi = bootstrap_band(ys)
         color = f"C{i}"
         ax.plot(grid, mean, color=color, label=f"{algo} (n={len(curves)})")
-        ax.fill_between(grid, lo, hi, color=color, alpha=0.25, linewidth=0)
+        if lo is not None:      # too few runs for a band: the mean line alone
+            ax.fill_between(grid, lo, hi, color=color, alpha=0.25, linewidth=0)
+
+
+def readable_steps(axis) -> None:
+    """Ticks of an env-step axis as 500, 20k, 1.5M (plain integers run into each other at 100,000 and up)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda x, _: compact(x)))
 
 
 def plot(runs: list[RunSummary], threshold: float, env_id: str, path: str) -> None:
@@ -269,9 +239,11 @@ def plot(runs: list[RunSummary], threshold: float, env_id: str, path: str) -> No
         ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        if not use_seconds:
+            readable_steps(ax.xaxis)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right")
-    fig.suptitle(f"{env_id}: mean over seeds, shaded 95% bootstrap CI of the mean")
+    fig.suptitle(f"{env_id}: mean over seeds, shaded 95% bootstrap CI of the mean (from {MIN_RUNS_FOR_CI} seeds on)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -279,8 +251,6 @@ def plot(runs: list[RunSummary], threshold: float, env_id: str, path: str) -> No
 
 def report(parent: str, threshold: float | None = None, stream=None, write_plot: bool = True) -> dict:
     """Summarise every run below ``parent``; write summary.md, summary.csv, runs.csv, learning_curves.png."""
-    import sys
-
     stream = stream or sys.stdout
     run_dirs = find_runs(parent)
     if not run_dirs:
@@ -289,7 +259,7 @@ def report(parent: str, threshold: float | None = None, stream=None, write_plot:
     if threshold is None:
         threshold = reward_threshold(env_id)
         if threshold is None:
-            raise ValueError(f"{env_id} has no registered reward threshold: pass --threshold")
+            raise ConfigError(f"{env_id} has no registered reward threshold: pass --threshold")
     runs = [summarize_run(d, threshold) for d in run_dirs]
     rows = aggregate(runs)
     md = markdown(rows, runs, threshold, env_id)
@@ -304,27 +274,3 @@ def report(parent: str, threshold: float | None = None, stream=None, write_plot:
     print(f"summary: {os.path.join(parent, 'summary.md')}\nplot: {png}\n"
           f"tensorboard: tensorboard --logdir {parent}", file=stream)
     return {"rows": rows, "runs": runs, "png": png, "threshold": threshold}
-
-
-def cmd_report(args) -> int:
-    from agents.config import ConfigError
-
-    from experiments.compare import SuiteSpec, read_spec
-
-    try:
-        if os.path.isfile(os.path.join(args.dir, SuiteSpec.FILE)):   # a suite: every env's report + benchmark
-            from experiments.benchmark import suite_report
-
-            suite_report(args.dir, read_spec(args.dir))
-        else:
-            report(args.dir, threshold=args.threshold)
-    except FileNotFoundError as e:
-        raise ConfigError(str(e)) from None
-    return 0
-
-
-def register(sub) -> None:
-    r = sub.add_parser("report", help="summary table and plots of a compare (or suite) directory, from its event files")
-    r.add_argument("dir")
-    r.add_argument("--threshold", type=float, help="return that counts as solved (default: the env's registry threshold)")
-    r.set_defaults(func=cmd_report)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from agents.rundir import RunDir
-from experiments import benchmark, pool
-from experiments.benchmark import (EnvResult, across_envs, iqm, normalized_score, probability_of_improvement,
-                                   score_matrix)
+from experiments import benchmark, executor
+from experiments.benchmark import EnvResult, across_envs, normalized_score, score_matrix
 from experiments.cli import main
 from experiments.compare import CompareSpec, SuiteSpec, read_spec
 from experiments.report import Curve, RunSummary
+from experiments.stats import iqm, probability_of_improvement
 
 TINY = ["--total-steps", "400", "--set", "run.eval_every=200", "--set", "run.eval_episodes=2",
         "--set", "run.num_envs=2", "--set", "run.checkpoint_every=200", "--set", "run.log_every=100",
@@ -37,7 +37,7 @@ def suite(tmp_path_factory):
     """pg and dqn on CartPole-v1 and Acrobot-v1, one seed, whose Acrobot dqn run is killed as it starts
     (the suite exits 1 with a benchmark of what ended); ``--resume`` then finishes that run."""
     logdir = tmp_path_factory.mktemp("suite")
-    original = pool.Job.command
+    original = executor.Job.command
 
     def kill_acrobot_dqn(job):
         if job.env == "Acrobot-v1" and job.algo == "dqn" and not job.resume:
@@ -47,13 +47,13 @@ def suite(tmp_path_factory):
     first, resumed = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(benchmark, "BOOTSTRAP_REPS", 1000)   # the statistics are tested below; this is speed
-        mp.setattr(pool.Job, "command", kill_acrobot_dqn)
+        mp.setattr(executor.Job, "command", kill_acrobot_dqn)
         with contextlib.redirect_stdout(first):
             first_code = main(["compare", "--envs", ",".join(ENVS), "--algos", "pg,dqn", "--seeds", "1",
                                "--workers", "2", "--logdir", str(logdir), *TINY])
         (parent,) = [logdir / d for d in os.listdir(logdir)]
         first_md = (parent / "benchmark.md").read_text()
-        mp.setattr(pool.Job, "command", original)
+        mp.setattr(executor.Job, "command", original)
         with contextlib.redirect_stdout(resumed):
             resume_code = main(["compare", "--resume", str(parent)])
     return {"parent": parent, "first": (first_code, first.getvalue(), first_md),
@@ -119,10 +119,13 @@ def test_aggregate_over_envs_is_made_from_the_runs(suite):
                 normalized_score(float(run["final_eval"]), random[env], gym.spec(env).reward_threshold))
     md = (parent / "benchmark.md").read_text()
     assert "## Across envs: normalized scores" in md
+    # One run per env: the points without intervals, and the note that says why
     for algo in ("pg", "dqn"):
-        assert f"| {algo} | 1 | {iqm(scores[algo]):.2f} [" in md
+        assert f"| {algo} | 1 | {iqm(scores[algo]):.2f} |" in md
     p = np.mean([0.5 if a == b else float(a > b) for a, b in zip(*(np.reshape(scores[x], 2) for x in ("pg", "dqn")))])
-    assert f"| pg > dqn | {p:.2f} [" in md
+    assert f"| pg > dqn | {p:.2f} |" in md
+    assert md.rstrip().endswith("Only 1 run per env: too few for confident 95% intervals (rliable recommends at "
+                                "least 5-10 runs). Intervals need at least 3 and are left out (–). Run more: --seeds 10.")
 
 
 def _colour_pixels(pixels: np.ndarray, i: int) -> int:
@@ -220,6 +223,13 @@ def test_iqm_and_probability_of_improvement_equal_rliable():
     assert agg["poi"][("p", "q")] == pytest.approx((pair_points["p>q"], *pair_cis["p>q"].ravel()))
     again = across_envs(results, ["p", "q"], reps=300)             # reproducible: a remade report agrees
     assert (again["iqm"], again["poi"]) == (agg["iqm"], agg["poi"])
+    # Two runs of q per env: its IQM and every P(X > Y) with it are points without an interval
+    few = [EnvResult(r.env, r.threshold, r.random_return, [], [s for s in r.runs if s.algo == "p" or s.seed < 2])
+           for r in results]
+    agg = across_envs(few, ["p", "q"], reps=300)
+    assert agg["iqm"]["p"] == pytest.approx((points["p"][0], cis["p"][0, 0], cis["p"][1, 0]))
+    assert agg["iqm"]["q"][0] == metrics.aggregate_iqm(score_matrix(few, "q")) and np.isnan(agg["iqm"]["q"][1:]).all()
+    assert np.isnan(agg["poi"][("p", "q")][1:]).all()
 
 
 def test_without_rliable_the_suite_writes_everything_else(suite, tmp_path, monkeypatch):
@@ -232,7 +242,7 @@ def test_without_rliable_the_suite_writes_everything_else(suite, tmp_path, monke
     benchmark.suite_report(str(parent), read_spec(str(parent)), stream=out, write_plot=False)
     md = (parent / "benchmark.md").read_text()
     assert "| CartPole-v1 | pg |" in md and "| Acrobot-v1 | dqn |" in md and "| Acrobot-v1 | -100 | -500.0 |" in md
-    (line,) = [ln for ln in md.splitlines() if "rliable" in ln]
+    (line,) = [ln for ln in md.splitlines() if "rliable" in ln and "IQM" in ln]
     assert line.endswith("pip install 'rlnn[suite]'") and "IQM" in line
     assert len(_rows(parent / "benchmark.csv")) == 4 and line in out.getvalue()
 
@@ -261,3 +271,26 @@ def test_report_of_a_suite_directory_remakes_the_benchmark(suite, capsys, monkey
     assert main(["report", str(suite["parent"])]) == 0
     assert "benchmark:" in capsys.readouterr().out
     assert (suite["parent"] / "benchmark.csv").read_text() == before
+
+
+def test_resume_on_ray_trains_the_missing_runs_as_the_local_executor_did(suite, tmp_path, capsys):
+    """Two runs of the local suite removed, then ``--resume --backend ray``: only those two run (on a local
+    Ray instance), and everything that depends on the runs is what the local executor made."""
+    import ray
+
+    parent = tmp_path / "copy"
+    shutil.copytree(suite["parent"], parent)
+    removed = [RunDir.find(str(parent / "CartPole-v1"))[0], RunDir.find(str(parent / "Acrobot-v1"))[1]]
+    for rd in removed:
+        shutil.rmtree(rd.path)
+    os.remove(parent / "benchmark.png")
+    assert main(["compare", "--resume", str(parent), "--backend", "ray", "--workers", "2"]) == 0
+    assert not ray.is_initialized()
+    out = capsys.readouterr().out
+    assert "2 run(s) to do" in out and "on Ray (local instance" in out
+    assert sorted(out.count(f"  done    {os.path.basename(rd.path)}") for rd in removed) == [1, 1]
+    for env in ENVS:
+        same = ("run", "solved", "steps_to_solve", "final_eval", "auc", "total_steps")
+        assert [{k: r[k] for k in same} for r in _rows(parent / env / "runs.csv")] == \
+            [{k: r[k] for k in same} for r in _rows(suite["parent"] / env / "runs.csv")]
+    assert (parent / "benchmark.png").read_bytes() == (suite["parent"] / "benchmark.png").read_bytes()

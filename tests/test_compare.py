@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import urllib.parse
 import urllib.request
 
@@ -16,10 +18,10 @@ import pytest
 from conftest import ROOT, read_scalars, wait_for
 
 from agents.rundir import RunDir
-from experiments import pool
+from experiments import executor
 from experiments.cli import main
 from experiments.compare import CompareSpec
-from experiments.report import area_under_curve, bootstrap_ci
+from experiments.stats import area_under_curve, bootstrap_ci
 
 TINY = ["--set", "run.eval_every=200", "--set", "run.eval_episodes=2", "--set", "run.checkpoint_every=200",
         "--set", "run.log_every=100", "--set", "run.num_envs=4", "--set", "dqn.learning_starts=100",
@@ -68,10 +70,12 @@ def test_summary_numbers_equal_the_event_files(compare_dir):
     for algo, row in summary.items():
         finals = [float(r["final_eval"]) for r in runs if r["algo"] == algo]
         assert float(row["final_eval_mean"]) == pytest.approx(np.mean(finals))
-        assert float(row["final_eval_ci_low"]) <= float(row["final_eval_mean"]) <= float(row["final_eval_ci_high"])
+        # 2 seeds: no interval (a bootstrap over 2 values only gives them back), and the table says why
+        assert row["final_eval_ci_low"] == row["final_eval_ci_high"] == row["auc_ci_low"] == "nan"
         assert int(row["runs"]) == 2
     md = (compare_dir / "summary.md").read_text()
-    assert "| pg |" in md and "| dqn |" in md
+    assert "| pg |" in md and "| dqn |" in md and "[" not in md.split("| pg |")[1].splitlines()[0]
+    assert "Only 2 seeds: too few for confident 95% intervals (rliable recommends at least 5-10 runs)" in md
 
 
 def test_learning_curves_png_shows_every_algorithm_in_every_panel(compare_dir):
@@ -103,6 +107,7 @@ def test_report_remakes_the_same_table(compare_dir, capsys):
 
 def test_bootstrap_ci_on_known_samples():
     assert bootstrap_ci([3.0] * 10) == (3.0, 3.0)
+    assert all(np.isnan(bootstrap_ci([1.0, 5.0]))) and all(np.isnan(bootstrap_ci([1.0])))   # too few for one
     rng = np.random.default_rng(1)
     x = rng.normal(10.0, 2.0, size=400)
     lo, hi = bootstrap_ci(x)
@@ -114,14 +119,14 @@ def test_bootstrap_ci_on_known_samples():
 
 
 def test_killed_worker_leaves_the_others_intact_and_resume_finishes(tmp_path, monkeypatch, capsys):
-    original = pool.Job.command
+    original = executor.Job.command
 
     def kill_seed_1(job):
         if job.seed == 1 and not job.resume:
             return [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
         return original(job)
 
-    monkeypatch.setattr(pool.Job, "command", kill_seed_1)
+    monkeypatch.setattr(executor.Job, "command", kill_seed_1)
     code = main(["compare", "--algos", "random", "--seeds", "3", "--total-steps", "400", "--workers", "2",
                  "--logdir", str(tmp_path), *TINY])
     out = capsys.readouterr().out
@@ -130,7 +135,7 @@ def test_killed_worker_leaves_the_others_intact_and_resume_finishes(tmp_path, mo
     (parent,) = [tmp_path / d for d in os.listdir(tmp_path)]
     done = {rd.path.split("__")[-2] for rd in RunDir.find(str(parent)) if rd.finished}
     assert done == {"0", "2"}
-    monkeypatch.setattr(pool.Job, "command", original)
+    monkeypatch.setattr(executor.Job, "command", original)
     assert main(["compare", "--resume", str(parent)]) == 0
     out = capsys.readouterr().out
     assert "1 run(s) to do" in out
@@ -139,33 +144,43 @@ def test_killed_worker_leaves_the_others_intact_and_resume_finishes(tmp_path, mo
 
 
 def test_ctrl_c_in_the_report_phase_prints_the_resume_line(compare_dir, monkeypatch, capsys):
-    import experiments.report
+    import experiments.compare
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiments.report, "report", interrupted)
+    monkeypatch.setattr(experiments.compare, "report", interrupted)
     assert main(["compare", "--resume", str(compare_dir)]) == 130
     out = capsys.readouterr().out
     assert "0 run(s) to do" in out and f"rlnn compare --resume {compare_dir}" in out
 
 
-def test_pool_interrupted_reports_how_each_job_ended():
-    jobs = [pool.Job("random", "CartPole-v1", s, f"/r/run{s}", "/r/logs") for s in range(3)]
-    outcomes = [pool.Outcome(jobs[0], 0, 1.0), pool.Outcome(jobs[1], 130, 1.0), pool.Outcome(jobs[2], -9, 1.0)]
+def test_interrupted_reports_how_each_job_ended():
+    jobs = [executor.Job("random", "CartPole-v1", s, f"/r/run{s}", "/r/logs") for s in range(3)]
+    outcomes = [executor.Outcome(jobs[0], 0, 1.0), executor.Outcome(jobs[1], 130, 1.0), executor.Outcome(jobs[2], -9, 1.0)]
     assert [o.status for o in outcomes] == ["done", "stopped", "failed"]
-    assert pool.PoolInterrupted(outcomes, 4).summary() == "1 run(s) finished, 1 stopped, 1 failed, 4 not started"
+    assert executor.Interrupted(outcomes, 4).summary() == "1 run(s) finished, 1 stopped, 1 failed, 4 not started"
 
 
 def test_bad_seeds_and_algos_are_one_line_errors(capsys, tmp_path):
     for argv in (["compare", "--seeds", "x"], ["compare", "--algos", "pg,a2c"], ["compare", "--workers", "0"],
                  ["compare", "--env", "CartPol-v1"], ["compare", "--set", "run.env_kwargs={foo=1}"],
+                 ["compare", "--backend", "local", "--address", "auto"], ["compare", "--progress", "-1"],
                  ["sweep", "--space", os.path.join(ROOT, "experiments", "sweeps", "cartpole_pg.toml"),
                   "--env", "Pendulum-v1"]):
         assert main([*argv, "--logdir", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("rlnn: error:") and "\n" not in err
     assert not os.listdir(tmp_path)  # nothing started
+
+
+def test_backend_ray_without_ray_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "ray" or m.startswith(("ray.", "experiments.executor.ray"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)                   # import ray -> ModuleNotFoundError
+    assert main(["compare", "--backend", "ray", "--logdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "rlnn: error: --backend ray needs Ray: pip install 'rlnn[ray]'\n"
+    assert not os.listdir(tmp_path)
 
 
 def _free_port() -> int:
@@ -217,19 +232,34 @@ def test_real_tensorboard_server_serves_every_run_and_tag(compare_dir):
         proc.wait(timeout=20)
 
 
-def _long_compare(logdir) -> tuple[subprocess.Popen, list[RunDir]]:
+class _Output:
+    """A process's output lines, read by a thread as they come."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stdout), daemon=True)
+        self.thread.start()
+
+    def text(self) -> str:
+        self.thread.join(timeout=60)
+        return "".join(self.lines)
+
+
+def _long_compare(logdir, *extra: str) -> tuple[subprocess.Popen, list[RunDir], _Output]:
     """A compare whose two runs outlast the test, once both workers are running (their checkpoints exist)."""
     proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "compare", "--algos", "random", "--seeds", "2",
                              "--total-steps", "100000000", "--workers", "2", "--logdir", str(logdir),
-                             "--set", "run.checkpoint_every=200"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             "--set", "run.checkpoint_every=200", "--set", "run.log_every=100", *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = _Output(proc)
+
     def started() -> bool:
         assert proc.poll() is None, "compare ended early"
         return len(runs()) == 2 and all(rd.has_checkpoint() for rd in runs())
 
     runs = lambda: [rd for parent in logdir.glob("compare__*") for rd in RunDir.find(str(parent))]
     wait_for(started, "both workers' first checkpoints")
-    return proc, runs()
+    return proc, runs(), output
 
 
 def _worker_pid(rd: RunDir) -> int:
@@ -246,7 +276,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_kill_9_of_compare_stops_its_workers_cleanly(tmp_path):
-    proc, runs = _long_compare(tmp_path)
+    proc, runs, _ = _long_compare(tmp_path)
     pids = [_worker_pid(rd) for rd in runs]
     proc.kill()
     proc.wait()
@@ -256,10 +286,34 @@ def test_kill_9_of_compare_stops_its_workers_cleanly(tmp_path):
         assert rd.status == "interrupted" and rd.read_result()["step"] > 200
 
 
-def test_sigterm_of_compare_stops_every_worker_and_prints_the_resume_line(tmp_path):
-    proc, runs = _long_compare(tmp_path)
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_sigterm_of_compare_stops_every_worker_and_prints_the_resume_line(tmp_path, backend):
+    proc, runs, output = _long_compare(tmp_path, "--backend", backend, "--progress", "0.2")
+
+    def progress_of_both() -> bool:     # a line per running run with its step, once its events are flushed
+        return all(re.search(rf"  {os.path.basename(rd.path).rsplit('__', 1)[0]}  [1-9][\d.]*k?/100M \(0%\)",
+                             "".join(output.lines)) for rd in runs)
+
+    wait_for(progress_of_both, "a progress line of each running run with its step", timeout=60, proc=proc)
     proc.terminate()
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert "rlnn compare --resume" in out
+    assert proc.wait(timeout=60) == 130
+    out = output.text()
+    assert f"compare interrupted (0 run(s) finished, 2 stopped, 0 failed, 0 not started); finished runs are kept. " \
+           f"Finish it with: rlnn compare --resume {os.path.dirname(runs[0].path)}" in out
+    assert ("on Ray (local instance" in out) == (backend == "ray")
     assert all(rd.status == "interrupted" for rd in runs)
+
+
+def test_every_option_of_compare_report_and_sweep_says_its_default():
+    import argparse
+
+    from experiments.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for command in ("compare", "report", "sweep"):
+        for action in sub.choices[command]._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (command, action.dest)
+            if action.option_strings and action.nargs != 0:         # an option that takes a value
+                assert "default" in action.help, (command, action.option_strings)

@@ -73,7 +73,7 @@ def test_a_branch_from_an_older_checkpoint_becomes_the_runs_only_history(small_r
 
 
 def test_a_worker_killed_before_its_first_checkpoint_is_rerun_with_a_clean_history(tmp_path, capsys):
-    from experiments.pool import job_for
+    from experiments.executor import job_for
 
     run_dir = str(tmp_path / "run")
     worker = ["train", "--algo", "random", "--run-dir", run_dir, "--quiet", "--set", "run.eval_every=1000",

@@ -7,8 +7,9 @@
 
 This module is the command (arguments, checks, the sweep directory); one job a module besides:
 ``space`` (the search-space file format), ``spec`` (sweep.json and a trial's config), ``trials`` (a trial
-on disk and its summary), ``local`` and ``ray_backend`` (the backends), ``report`` (ranking, best preset,
-plot).
+on disk and its summary), ``jobs`` (the trials as jobs of an ``experiments.executor``, as ``rlnn compare``
+runs its runs), ``ray_backend`` (Ray Tune, for early stopping and Optuna), ``report`` (ranking, best
+preset, plot).
 
 Layout: ``runs/sweep__{env}__{algo}__{time}/`` holds ``sweep.json`` (``spec.SweepSpec``), ``space.toml``
 (a copy of the space file), one ``trial_{k:03d}/`` per trial (see ``trials``), ``timings.jsonl`` (one
@@ -21,14 +22,15 @@ Objective: the mean over seeds of the area under the greedy eval curve (``auc``,
 over the budget; robust to a lucky last evaluation), or ``final_eval``. A trial with a diverged seed is
 ``failed`` and ranked last.
 
-Backends: ``local`` (default) samples the trials' params up front with
-``np.random.default_rng(search_seed)`` and runs every (trial, seed) as an ``rlnn train`` process
-(``--max-concurrent`` at once, default: the number of cores). ``ray`` runs the same trials through Ray
-Tune (see ``ray_backend``); ``--address auto`` joins a running cluster, otherwise a local Ray instance
-starts with ``--max-concurrent`` (default: all) CPUs. On a multi-node cluster install rlnn on every node
-and put the sweep directory on a shared filesystem mounted at the same path everywhere to gather every
-run's event files in one place (without it each node keeps the runs it trained, and the driver still
-writes every trial's summary and the final report).
+Backends: the trials' params are sampled up front with ``np.random.default_rng(search_seed)`` and every
+(trial, seed) is an ``rlnn train`` process on the executor of ``--backend`` (``--max-concurrent`` at once):
+``local`` (default; default: the number of cores) or ``ray`` (default: the cluster's CPUs), the same runs
+either way. ``--early-stop asha`` and ``--search optuna`` run the trials through Ray Tune instead
+(``ray_backend``): ASHA has to see each trial's evaluations as they come and stop it, and Optuna proposes
+trials from finished ones, which is Tune's scheduling, not a list of jobs. ``--address auto`` joins a
+running cluster, otherwise a local Ray instance starts with ``--max-concurrent`` (default: all) CPUs. On a
+multi-node cluster install rlnn on every node and put the sweep directory on a shared filesystem mounted
+at the same path everywhere to gather every run's event files in one place.
 
 Ctrl-C (anywhere, the report included) leaves finished trials intact; ``rlnn sweep --resume DIR`` runs
 exactly the missing (trial, seed) runs, continuing interrupted runs from their last checkpoint, then
@@ -50,14 +52,21 @@ from agents.config import ConfigError
 from agents.registry import check_run
 from agents.rundir import make_dirs
 from experiments.compare import parse_seeds
-from experiments.pool import resumable
+from experiments.executor import BACKENDS, Executor, open_executor, resumable, safe
+from experiments.report import reward_threshold
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import Space, load_space
 from experiments.sweep.spec import OBJECTIVES, SweepSpec, check_space, sample_trials, trial_config
+from experiments.sweep.jobs import run_trials
 from experiments.sweep.trials import Trial, existing_trials, write_experiment_summary
 
 
-def _ray_backend(search: str):
+def uses_tune(spec: SweepSpec) -> bool:
+    """Whether the sweep's trials run on Ray Tune (``ray_backend``) rather than as executor jobs (``jobs``)."""
+    return spec.backend == "ray" and (spec.search == "optuna" or spec.early_stop == "asha")
+
+
+def _tune_backend(search: str):
     """``experiments.sweep.ray_backend``, or a one-line error naming the missing package."""
     try:
         from experiments.sweep import ray_backend
@@ -70,23 +79,21 @@ def _ray_backend(search: str):
     return ray_backend
 
 
-def _run_trials(sweep_dir: str, spec: SweepSpec, space: Space, ray_init: float | None, stream) -> int:
-    if spec.backend == "ray":
-        return _ray_backend(spec.search).run_ray(sweep_dir, spec, space, ray_init or 0.0, stream)
-    from experiments.sweep.local import run_local
-
-    return run_local(sweep_dir, spec, space, spec.max_concurrent or max(1, os.cpu_count() or 1), stream)
+def _run_trials(sweep_dir: str, spec: SweepSpec, space: Space, executor: Executor, stream) -> int:
+    if uses_tune(spec):
+        return _tune_backend(spec.search).run_ray(sweep_dir, spec, space, executor.init_seconds or 0.0, stream)
+    return run_trials(sweep_dir, spec, space, executor, stream)
 
 
-def run_sweep(sweep_dir: str, spec: SweepSpec, space: Space, ray_init: float | None = None, stream=None) -> int:
-    """The missing trials of ``sweep_dir`` on ``spec.backend``, then the report; a line of timings.jsonl.
-    ``ray_init``: the seconds Ray took to start (Ray must be initialized for the ray backend)."""
-    stream = stream or sys.stdout
+def run_sweep(sweep_dir: str, spec: SweepSpec, space: Space, executor: Executor, stream=None) -> int:
+    """The missing trials of ``sweep_dir`` on ``executor`` (``open_executor`` for ``spec.backend``; for Tune
+    it only holds the Ray session), then the report; a line of timings.jsonl."""
+    stream = safe(stream or sys.stdout)
     t0 = time.perf_counter()
     timing = {"trials_seconds": None}
 
     def body() -> int:
-        code = _run_trials(sweep_dir, spec, space, ray_init, stream)
+        code = _run_trials(sweep_dir, spec, space, executor, stream)
         timing["trials_seconds"] = time.perf_counter() - t0
         if any(t.record() for t in existing_trials(sweep_dir)):
             report_sweep(sweep_dir, spec, space, stream)
@@ -95,18 +102,18 @@ def run_sweep(sweep_dir: str, spec: SweepSpec, space: Space, ray_init: float | N
     code = resumable("sweep", sweep_dir, body, stream)
     with open(os.path.join(sweep_dir, "timings.jsonl"), "a") as f:
         f.write(json.dumps({"backend": spec.backend, "max_concurrent": spec.max_concurrent, "address": spec.address,
-                            "ray_init_seconds": ray_init, **timing, "total_seconds": time.perf_counter() - t0,
-                            "exit": code, "unix_time": time.time()}) + "\n")
+                            "ray_init_seconds": executor.init_seconds, **timing,
+                            "total_seconds": time.perf_counter() - t0, "exit": code, "unix_time": time.time()}) + "\n")
     return code
 
 
 def _on_backend(spec: SweepSpec, body) -> int:
-    """``body(ray_init)`` inside a Ray session for the ray backend (joined or started before anything is
-    written, so a bad --address fails first), ``body(None)`` for the local one."""
-    if spec.backend != "ray":
-        return body(None)
-    with _ray_backend(spec.search).ray_session(spec.address, spec.max_concurrent) as ray_init:
-        return body(ray_init)
+    """``body(executor)`` with the executor of ``spec.backend`` (Ray joined or started before anything is
+    written, so a bad --address fails first)."""
+    if uses_tune(spec):
+        _tune_backend(spec.search)      # Ray Tune or Optuna missing: the one-line error first
+    with open_executor(spec.backend, spec.max_concurrent, spec.address) as executor:
+        return body(executor)
 
 
 def _positive(name: str, value: int | None) -> int | None:
@@ -118,8 +125,6 @@ def _positive(name: str, value: int | None) -> int | None:
 def _threshold(env: str, given: float | None) -> float:
     if given is not None:
         return float(given)
-    from experiments.report import reward_threshold
-
     t = reward_threshold(env)
     if t is None:
         raise ConfigError(f"{env} has no registered reward threshold: pass --threshold")
@@ -135,8 +140,8 @@ def _resume(args: argparse.Namespace) -> int:
                    max_concurrent=_positive("--max-concurrent", args.max_concurrent) or spec.max_concurrent,
                    address=args.address or (spec.address if backend == "ray" else None))
 
-    def session(ray_init: float | None) -> int:
-        return run_sweep(sweep_dir, spec, space, ray_init)
+    def session(executor: Executor) -> int:
+        return run_sweep(sweep_dir, spec, space, executor)
 
     # Ctrl-C while Ray starts is a Ctrl-C in the sweep too: the same resume line
     return resumable("sweep", sweep_dir, lambda: _on_backend(spec, session), sys.stdout)
@@ -198,9 +203,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec, space = _new_spec(args)
     sampled = sample_trials(spec, space) if spec.search == "random" else []
 
-    def start(ray_init: float | None) -> int:
+    def start(executor: Executor) -> int:
         sweep_dir, created = _create(args, spec, space, sampled)
-        return run_sweep(sweep_dir, created, space, ray_init)
+        return run_sweep(sweep_dir, created, space, executor)
 
     return _on_backend(spec, start)
 
@@ -212,24 +217,30 @@ def register(sub) -> None:
                        description="Sample configs from a TOML search space, train each on every seed, rank them. "
                                    "See experiments/sweep/space.py for the space file format.")
     s.add_argument("--algo", choices=list(ALGOS), help="algorithm (default: the space file's algo)")
-    s.add_argument("--env", default="CartPole-v1")
-    s.add_argument("--space", metavar="FILE", help="TOML search space, e.g. experiments/sweeps/cartpole_dqn.toml")
+    s.add_argument("--env", default="CartPole-v1", help="Gymnasium env id (default CartPole-v1)")
+    s.add_argument("--space", metavar="FILE", help="TOML search space, e.g. experiments/sweeps/cartpole_dqn.toml "
+                   "(required for a new sweep; default: none)")
     s.add_argument("--trials", type=int, default=16, help="number of configs to try (default 16)")
-    s.add_argument("--seeds", default="3", help="seeds per config: a count (3), a range (0-9) or a list (1,4,7)")
+    s.add_argument("--seeds", default="3", help="seeds per config: a count (3), a range (0-9) or a list (1,4,7) "
+                   "(default 3: seeds 0-2)")
     s.add_argument("--total-steps", type=int, help="budget per run (default: the preset's)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="fixed override for every trial, e.g. run.eval_every=2000")
-    s.add_argument("--backend", choices=("local", "ray"), help="local processes (default) or Ray Tune")
-    s.add_argument("--address", help="Ray cluster to join (auto = the one `ray start` made here); implies --backend ray")
-    s.add_argument("--max-concurrent", type=int,
-                   help="local: runs at once; ray: trials at once (default: all cores / cluster CPUs)")
+                   help="fixed override for every trial, e.g. run.eval_every=2000; repeatable (default: none)")
+    s.add_argument("--backend", choices=BACKENDS, help="where the runs train: local processes (default) or Ray "
+                   "(with --early-stop asha or --search optuna: Ray Tune)")
+    s.add_argument("--address", help="Ray cluster to join (auto = the one `ray start` made here); implies "
+                   "--backend ray (default: none, a local Ray instance)")
+    s.add_argument("--max-concurrent", type=int, help="runs at once; with Ray Tune, trials at once (default: all "
+                   "cores, or the Ray cluster's CPUs)")
     s.add_argument("--search", choices=("random", "optuna"), default="random",
-                   help="random (sampled up front) or optuna (TPE via Ray Tune; needs --backend ray)")
+                   help="random (default: sampled up front) or optuna (TPE via Ray Tune; needs --backend ray)")
     s.add_argument("--search-seed", type=int_at_least(0), default=0, help="seed of the search (default 0)")
-    s.add_argument("--early-stop", choices=("none", "asha"), default="none", help="asha: Ray Tune's ASHA scheduler")
+    s.add_argument("--early-stop", choices=("none", "asha"), default="none",
+                   help="asha: Ray Tune's ASHA scheduler stops weak trials early (default none)")
     s.add_argument("--objective", choices=tuple(OBJECTIVES), default="auc",
                    help="auc (default: mean eval return over the budget) or final_eval")
     s.add_argument("--threshold", type=float, help="return that counts as solved (default: the env's registry threshold)")
-    s.add_argument("--logdir", default="runs")
-    s.add_argument("--resume", metavar="DIR", help="run what is missing in a sweep directory, then report")
+    s.add_argument("--logdir", default="runs", help="where the sweep directory is made (default runs)")
+    s.add_argument("--resume", metavar="DIR", help="run what is missing in a sweep directory, then report "
+                   "(default: start a new sweep)")
     s.set_defaults(func=cmd_sweep)

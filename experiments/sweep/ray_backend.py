@@ -1,5 +1,6 @@
-"""The Ray Tune backend of ``rlnn sweep`` (``pip install 'rlnn[ray]'``): the only module that imports Ray
-and Optuna, so it is imported only for ``--backend ray``.
+"""The Ray Tune backend of ``rlnn sweep`` (``pip install 'rlnn[ray]'``), for ``--early-stop asha`` and
+``--search optuna``: the only module that imports Ray Tune and Optuna, so it is imported only for them.
+(A plain random search on ``--backend ray`` runs its trials as executor jobs instead, ``sweep.jobs``.)
 
 A Tune trial trains its seeds one after the other in-process (``train_trial``) and reports the eval return
 at every evaluation, so ``--early-stop asha`` (ASHA on the running mean eval return, time axis = env steps
@@ -29,7 +30,6 @@ from ray.tune.search import Searcher
 from agents.config import ConfigError, TrainConfig
 from agents.loop import TrainingDiverged, train
 from agents.rundir import RunDir
-from experiments import THREAD_ENV
 from experiments.sweep.space import Param, Space
 from experiments.sweep.spec import SweepSpec, trial_config
 from experiments.sweep.trials import (FINISHED, Trial, aggregate_trial, existing_trials, finish_trial, first_config,
@@ -239,33 +239,6 @@ class Progress(tune.Callback):
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, num_cpus: int | None):
-    """Join the cluster at ``address`` or start a local Ray instance with ``num_cpus`` CPUs (default: all
-    cores), yield the seconds that took, and disconnect/stop Ray at the end; yields 0.0 and leaves Ray
-    alone when it is already initialized (e.g. by a caller)."""
-    if ray.is_initialized():
-        yield 0.0
-        return
-    common = dict(log_to_driver=False, logging_level=logging.WARNING, runtime_env={"env_vars": dict(THREAD_ENV)})
-    t0 = time.perf_counter()
-    if address:
-        try:
-            ray.init(address=address, **common)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"--address {address}: cannot join a Ray cluster ({first}); start one with "
-                              "`ray start --head`; with Ray's token authentication use the head's ~/.ray/auth_token "
-                              "and RAY_AUTH_MODE=token for explicit addresses") from None
-    else:
-        # address="local": always a new instance, never a cluster found on this machine or in RAY_ADDRESS
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
-    try:
-        yield time.perf_counter() - t0
-    finally:
-        ray.shutdown()
-
-
-@contextlib.contextmanager
 def _environ(**values: str):
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -308,7 +281,7 @@ def _fit(tuner: tune.Tuner) -> None:
 
 
 def run_ray(sweep_dir: str, spec: SweepSpec, space: Space, init_seconds: float, stream) -> int:
-    """The missing trials through Ray Tune; Ray must be initialized (``ray_session``)."""
+    """The missing trials through Ray Tune; Ray must be initialized (``experiments.executor.ray.ray_session``)."""
     pending = [t.index for t in unfinished_trials(sweep_dir)]
     new = max(0, spec.trials - len(existing_trials(sweep_dir))) if spec.search == "optuna" else 0
     if not pending and not new:

@@ -20,6 +20,8 @@ import tomli_w
 from agents.logger import hparam_value
 from experiments.sweep.space import Param, Space, params_text, short
 from experiments.sweep.spec import OBJECTIVES, SweepSpec, trial_config
+from experiments.report import readable_steps, write_csv
+from experiments.stats import few_runs_note, fmt, fmt_ci, table_row, table_rule
 from experiments.sweep.trials import existing_trials, num
 
 STATUS_ORDER = {"done": 0, "early_stopped": 1, "failed": 2}
@@ -51,23 +53,14 @@ def _csv_rows(records: list[dict], keys: list[str]) -> list[dict]:
     return rows
 
 
-def _fmt(x: Any, digits: int = 1) -> str:
-    x = num(x)
-    return "–" if math.isnan(x) else f"{x:,.{digits}f}"
-
-
-def _ci(r: dict) -> str:
-    return f"[{_fmt(r.get('objective_ci_low'))}, {_fmt(r.get('objective_ci_high'))}]"
-
-
 def _table_row(rank: int, r: dict, keys: list[str]) -> str:
-    obj = f"{_fmt(r.get('objective'))} {_ci(r)}"
+    obj = fmt_ci(r.get("objective"), r.get("objective_ci_low"), r.get("objective_ci_high"))
     if r["status"] == "early_stopped":
-        obj = f"{_fmt(r.get('objective'))} (partial, at {int(num(r.get('stopped_at_env_steps')) or 0):,} steps)"
+        obj = f"{fmt(r.get('objective'), 1)} (partial, at {int(num(r.get('stopped_at_env_steps')) or 0):,} steps)"
     solved = f"{r['seeds_solved']}/{r['num_seeds']}" if r.get("seeds_solved") is not None else "–"
-    return (f"| {rank} | {r['trial']:03d} | {r['status']} | " + " | ".join(short(r["params"].get(k)) for k in keys)
-            + f" | {obj} | {_fmt(r.get('final_eval'))} | {_fmt(r.get('steps_to_solve'), 0)} "
-            f"| {_fmt(r.get('seconds_to_solve'))} | {solved} |")
+    return table_row([str(rank), f"{r['trial']:03d}", r["status"], *(short(r["params"].get(k)) for k in keys), obj,
+                      fmt(r.get("final_eval"), 1), fmt(r.get("steps_to_solve")), fmt(r.get("seconds_to_solve"), 1),
+                      solved])
 
 
 def sweep_markdown(spec: SweepSpec, records: list[dict], keys: list[str], best: dict | None,
@@ -80,11 +73,13 @@ def sweep_markdown(spec: SweepSpec, records: list[dict], keys: list[str], best: 
              f"Objective `{spec.objective}`: {OBJECTIVES[spec.objective]}, mean over seeds with a 95% "
              f"bootstrap CI. Solved = first greedy evaluation ≥ {spec.threshold:g}; steps/seconds to solve are "
              "means over the solved seeds.", "",
-             "| rank | trial | status | " + " | ".join(keys) + " | objective [95% CI] | final eval | steps to solve "
-             "| seconds to solve | solved |",
-             "|" + "---|" * (len(keys) + 8)]
+             table_row(["rank", "trial", "status", *keys, "objective [95% CI]", "final eval", "steps to solve",
+                        "seconds to solve", "solved"]),
+             table_rule(len(keys) + 8)]
     lines += [_table_row(rank, r, keys) for rank, r in enumerate(records, 1)]
     lines.append("")
+    if note := few_runs_note(len(spec.seeds), "seed per trial"):
+        lines += [note, ""]
     if best is not None:
         lines += [f"Best: trial {best['trial']:03d} ({params_text(best['params'])}), written as a preset: "
                   f"`rlnn train --config {best_file}`.", ""]
@@ -105,8 +100,8 @@ def best_preset_text(spec: SweepSpec, space: Space, rec: dict, sweep_dir: str) -
         doc[section] = {k: v for k, v in config[section].items() if k not in skip and v is not None}
         unset += [f"{section}.{k}" for k, v in config[section].items() if k not in skip and v is None]
     header = [f"# The best config of `rlnn sweep` {sweep_dir} (trial {rec['trial']:03d}):",
-              f"# {spec.objective} {_fmt(rec.get('objective'))} [95% CI {_fmt(rec.get('objective_ci_low'))}, "
-              f"{_fmt(rec.get('objective_ci_high'))}] over seeds {', '.join(map(str, spec.seeds))}.",
+              f"# {spec.objective} {fmt_ci(rec.get('objective'), rec.get('objective_ci_low'), rec.get('objective_ci_high'))}"
+              f" (mean [95% CI]) over seeds {', '.join(map(str, spec.seeds))}.",
               f"# Searched: {params_text(rec['params'])}",
               "# Use: rlnn train --config THIS_FILE [--seed N] [--total-steps N]"]
     if unset:
@@ -149,6 +144,8 @@ def _panel(ax, p: Param, records: list[dict], best: dict | None, objective: str)
         ax.set_xlim(-0.5, len(p.args) - 0.5)
     elif p.log:
         ax.set_xscale("log")
+    elif p.integer:     # e.g. run.total_steps or agent.buffer_size
+        readable_steps(ax.xaxis)
     ax.set_xlabel(f"{p.key} ({p.kind})")
     ax.set_ylabel(f"objective ({objective})")
     ax.grid(alpha=0.3)
@@ -177,8 +174,6 @@ def plot_sweep(records: list[dict], space: Space, objective: str, path: str, bes
 
 def report_sweep(sweep_dir: str, spec: SweepSpec, space: Space, stream=None) -> dict:
     """sweep.md, sweep.csv, best_{algo}.toml and sweep.png from the trials' trial.json files."""
-    from experiments.report import write_csv
-
     stream = stream or sys.stdout
     records = ranked([r for r in (t.record() for t in existing_trials(sweep_dir)) if r is not None])
     keys = [p.key for p in space.params]

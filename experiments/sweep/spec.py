@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from agents.config import ConfigError, TrainConfig, apply_sets, build, parse_sets
-from experiments.pool import SpecFile
+from experiments.executor import SpecFile
 from experiments.sweep.space import Param, Space, params_text
 
 OBJECTIVES = {"auc": "mean greedy eval return over the budget (area under the eval curve / span)",

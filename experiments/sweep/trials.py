@@ -26,6 +26,8 @@ import numpy as np
 
 from agents.logger import hparam_value
 from agents.rundir import RunDir, RunDirError, read_json, write_json
+from experiments.report import summarize_run
+from experiments.stats import bootstrap_ci
 from experiments.sweep.space import Param, Space, params_text, short
 from experiments.sweep.spec import SweepSpec
 
@@ -117,8 +119,6 @@ def num(x: Any) -> float:
 
 def seed_summary(run_dir: RunDir, seed: int, threshold: float, status: str | None = None) -> dict:
     """One seed's numbers from its event files; ``status`` None: done if the run finished, else missing."""
-    from experiments.report import summarize_run
-
     if status is None:
         status = "done" if run_dir.finished else "missing"
     out = {"seed": seed, "run": os.path.basename(run_dir.path), "status": status}
@@ -137,8 +137,6 @@ def _solved_mean(seeds: list[dict], key: str) -> float:
 
 def aggregate_trial(trial: Trial, params: dict, seeds: list[dict], objective: str, config: dict | None) -> dict:
     """A trial's record (trial.json): per-seed numbers and their mean (95% bootstrap CI over seeds)."""
-    from experiments.report import bootstrap_ci
-
     ok = all(s["status"] == "done" for s in seeds) and len(seeds) > 0
     rec: dict[str, Any] = {"trial": trial.index, "params": params, "status": "done" if ok else "failed",
                            "objective_name": objective,
