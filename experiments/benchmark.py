@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.config import ConfigError
+from agents.logger import tensorboard_command
 from agents.rundir import RunDir
 from experiments import report as reports
 from experiments.report import SUMMARY_HEADER, RunSummary, summary_cells
@@ -260,5 +261,5 @@ def suite_report(parent: str, spec, stream=None, write_plot: bool = True) -> dic
         plot_suite(results, algos, png_path)
     print(md, file=stream)
     print(f"benchmark: {md_path}\nplot: {png_path}\nper env: {', '.join(spec.env_dir(parent, e) for e in spec.envs)}"
-          f"\ntensorboard: tensorboard --logdir {parent}", file=stream)
+          f"\ntensorboard: {tensorboard_command(parent)}", file=stream)
     return {"results": results, "rows": rows, "aggregate": agg, "md": md_path, "csv": csv_path, "png": png_path}

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 from agents import ALGOS, UnknownAlgo
 from agents.config import ConfigError, build
+from agents.logger import tensorboard_command
 from agents.registry import check_run
 from agents.rundir import RunDir, make_dirs
+from envs import short_name
 from experiments.benchmark import suite_report, threshold_of
 from experiments.executor import (BACKENDS, Executor, Job, Outcome, RunProgress, SpecFile, job_for, open_executor,
                                   resumable, safe)
@@ -166,7 +168,7 @@ def run_compare(parent: str, spec: CompareSpec | SuiteSpec, executor: Executor, 
 def _run_compare(parent: str, spec: CompareSpec | SuiteSpec, executor, progress_every: float | None, stream) -> int:
     jobs = spec.jobs(parent)
     print(f"compare: {len(jobs)} run(s) to do in {parent} on {executor.where}\n"
-          f"watch: tensorboard --logdir {parent}", file=stream, flush=True)
+          f"watch: {tensorboard_command(parent)}", file=stream, flush=True)
     progress = RunProgress(stream, total=len(jobs), every=progress_every)
 
     def show(outcome: Outcome) -> None:
@@ -229,7 +231,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # Ray is joined (or started) before anything is created: a missing Ray or a bad --address fails first
     with open_executor(backend, workers, args.address) as executor:
         if args.envs is None:
-            parent, stamp = _new_parent(args.logdir, f"compare__{envs[0].replace('/', '-')}")
+            parent, stamp = _new_parent(args.logdir, f"compare__{short_name(envs[0])}")
             spec = CompareSpec(envs[0], algos, seeds, args.total_steps, tuple(args.set), stamp)
             spec.write(parent)
         else:

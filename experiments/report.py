@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from agents.config import ConfigError
+from agents.logger import tensorboard_command
 from agents.rundir import RunDir
 from experiments.stats import (MIN_RUNS_FOR_CI, area_under_curve, bootstrap_band, bootstrap_ci, compact,
-                               few_runs_note, fmt, fmt_ci, median_iqr, table_row, table_rule)
+                               few_runs_note, fmt, fmt_ci, median_iqr, missing, table_row, table_rule)
 
 
 @dataclass
@@ -74,10 +75,16 @@ def find_runs(parent: str) -> list[str]:
 
 
 def reward_threshold(env_id: str) -> float | None:
+    """The env's registry reward threshold (also of a "module:EnvId"), None when it has none."""
     import gymnasium as gym
 
-    spec = gym.registry.get(env_id)
-    return None if spec is None else spec.reward_threshold
+    from envs.source import resolve
+
+    try:
+        spec = resolve(env_id)
+    except ValueError:
+        return None
+    return spec.reward_threshold if isinstance(spec, gym.envs.registration.EnvSpec) else None
 
 
 def summarize_run(run_dir: str, threshold: float) -> RunSummary:
@@ -133,21 +140,29 @@ SUMMARY_HEADER = ("solved", "steps to solve, median (IQR)", "seconds to solve, m
                   "final eval, mean [95% CI]", "AUC, mean [95% CI]", "SPS")
 
 
+def _median_iqr(r: dict, key: str, digits: int) -> str:
+    """"median (q1–q3)", or "–" when no run was solved."""
+    if missing(r[f"{key}_median"]):
+        return fmt(math.nan)
+    return f"{fmt(r[key + '_median'], digits)} ({fmt(r[key + '_q1'], digits)}–{fmt(r[key + '_q3'], digits)})"
+
+
 def summary_cells(r: dict) -> list[str]:
     """The cells of one ``aggregate`` row under ``SUMMARY_HEADER`` (also the suite's benchmark.md)."""
-    return [f"{r['solved']}/{r['runs']}",
-            f"{fmt(r['steps_to_solve_median'])} ({fmt(r['steps_to_solve_q1'])}–{fmt(r['steps_to_solve_q3'])})",
-            f"{fmt(r['seconds_to_solve_median'], 1)} ({fmt(r['seconds_to_solve_q1'], 1)}–{fmt(r['seconds_to_solve_q3'], 1)})",
+    return [f"{r['solved']}/{r['runs']}", _median_iqr(r, "steps_to_solve", 0), _median_iqr(r, "seconds_to_solve", 1),
             fmt_ci(r['final_eval_mean'], r['final_eval_ci_low'], r['final_eval_ci_high']),
             fmt_ci(r['auc_mean'], r['auc_ci_low'], r['auc_ci_high']),
             fmt(r['sps_median'])]
 
 
-def markdown(rows: list[dict], runs: list[RunSummary], threshold: float, env_id: str) -> str:
+def markdown(rows: list[dict], runs: list[RunSummary], threshold: float | None, env_id: str) -> str:
+    solved = (f"Solved = first greedy evaluation with mean return ≥ {threshold:g}. Medians (IQR) over the solved "
+              "runs; " if threshold is not None else
+              f"{env_id} has no registered reward threshold, so nothing counts as solved (rlnn report DIR "
+              "--threshold X remakes this with one); ")
     lines = [f"# {env_id}: {', '.join(r['algo'] for r in rows)} over seeds",
              "",
-             f"Solved = first greedy evaluation with mean return ≥ {threshold:g}. Medians (IQR) over the solved "
-             "runs; means over all seeds with a 95% bootstrap confidence interval. AUC = mean greedy return "
+             solved + "means over all seeds with a 95% bootstrap confidence interval. AUC = mean greedy return "
              "over the budget.",
              "",
              table_row(("algo",) + SUMMARY_HEADER),
@@ -223,7 +238,7 @@ def readable_steps(axis) -> None:
     axis.set_major_formatter(FuncFormatter(lambda x, _: compact(x)))
 
 
-def plot(runs: list[RunSummary], threshold: float, env_id: str, path: str) -> None:
+def plot(runs: list[RunSummary], threshold: float | None, env_id: str, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,7 +251,8 @@ def plot(runs: list[RunSummary], threshold: float, env_id: str, path: str) -> No
               (axes[2], "train", False, "env steps", "training episodic return (smoothed)")]
     for ax, kind, use_seconds, xlabel, ylabel in panels:
         plot_curves(ax, runs, algos, kind, use_seconds)
-        ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+        if threshold is not None:
+            ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if not use_seconds:
@@ -258,9 +274,7 @@ def report(parent: str, threshold: float | None = None, stream=None, write_plot:
     env_id = RunDir(run_dirs[0]).read_config()["run"]["env_id"]
     if threshold is None:
         threshold = reward_threshold(env_id)
-        if threshold is None:
-            raise ConfigError(f"{env_id} has no registered reward threshold: pass --threshold")
-    runs = [summarize_run(d, threshold) for d in run_dirs]
+    runs = [summarize_run(d, math.inf if threshold is None else threshold) for d in run_dirs]
     rows = aggregate(runs)
     md = markdown(rows, runs, threshold, env_id)
     with open(os.path.join(parent, "summary.md"), "w") as f:
@@ -272,5 +286,5 @@ def report(parent: str, threshold: float | None = None, stream=None, write_plot:
         plot(runs, threshold, env_id, png)
     print(md, file=stream)
     print(f"summary: {os.path.join(parent, 'summary.md')}\nplot: {png}\n"
-          f"tensorboard: tensorboard --logdir {parent}", file=stream)
+          f"tensorboard: {tensorboard_command(parent)}", file=stream)
     return {"rows": rows, "runs": runs, "png": png, "threshold": threshold}

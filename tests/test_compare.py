@@ -102,7 +102,7 @@ def test_report_remakes_the_same_table(compare_dir, capsys):
     os.remove(compare_dir / "summary.csv")
     assert main(["report", str(compare_dir)]) == 0
     assert (compare_dir / "summary.csv").read_text() == before
-    assert "tensorboard --logdir" in capsys.readouterr().out
+    assert "rlnn tensorboard " in capsys.readouterr().out
 
 
 def test_bootstrap_ci_on_known_samples():

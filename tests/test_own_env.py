@@ -218,3 +218,14 @@ def test_importing_rlnn_limits_blas_threads_unless_the_user_chose(tmp_path):
         env = dict(clean, PYTHONPATH=ROOT, **({"OPENBLAS_NUM_THREADS": user} if user else {}))
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
         assert out.stdout.strip() == expected, out.stderr
+
+
+def test_compare_takes_a_module_env_without_a_threshold_and_still_reports(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, TESTS]))      # the workers import the module too
+    assert main(["compare", "--env", "envs_for_tests:LineWalk-v0", "--algos", "random", "--seeds", "2",
+                 "--total-steps", "300", "--logdir", str(tmp_path), "--workers", "2"]) == 0
+    (parent,) = [os.path.join(tmp_path, d) for d in os.listdir(tmp_path)]
+    assert os.path.basename(parent).startswith("compare__LineWalk-v0__")
+    summary = open(os.path.join(parent, "summary.md")).read()
+    assert "no registered reward threshold" in summary and "| random | 0/2 | – | – |" in summary
+    assert os.path.isfile(os.path.join(parent, "learning_curves.png"))

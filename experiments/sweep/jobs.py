@@ -13,6 +13,7 @@ import time
 
 import tomli_w
 
+from agents.logger import tensorboard_command
 from experiments.executor import Executor, Job, Outcome, RunProgress, job_for
 from experiments.sweep.space import Space
 from experiments.sweep.spec import SweepSpec, trial_document
@@ -77,7 +78,7 @@ def run_trials(sweep_dir: str, spec: SweepSpec, space: Space, executor: Executor
     todo = {t.index: t for t in unfinished_trials(sweep_dir)}
     jobs = {k: trial_jobs(t, spec, space) for k, t in todo.items()}
     print(f"sweep: {len(todo)} trial(s), {sum(map(len, jobs.values()))} run(s) to do in {sweep_dir} on "
-          f"{executor.where}\nwatch: tensorboard --logdir {sweep_dir}", file=stream, flush=True)
+          f"{executor.where}\nwatch: {tensorboard_command(sweep_dir)}", file=stream, flush=True)
     out = RunProgress(stream, total=sum(map(len, jobs.values())))
     trials = _Trials(spec, todo, {k: len(v) for k, v in jobs.items()}, out)
     for k in todo:

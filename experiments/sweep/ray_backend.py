@@ -28,6 +28,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from agents.config import ConfigError, TrainConfig
+from agents.logger import tensorboard_command
 from agents.loop import TrainingDiverged, train
 from agents.rundir import RunDir
 from experiments.sweep.space import Param, Space
@@ -290,7 +291,7 @@ def run_ray(sweep_dir: str, spec: SweepSpec, space: Space, init_seconds: float, 
     budget = _budget(spec, space)
     where = f"cluster {spec.address}, joined" if spec.address else "local instance, started"
     print(f"sweep: {len(pending) + new} trial(s) to do in {sweep_dir} on Ray ({where} in {init_seconds:.1f} s, "
-          f"{int(ray.cluster_resources().get('CPU', 0))} CPU(s))\nwatch: tensorboard --logdir {sweep_dir}",
+          f"{int(ray.cluster_resources().get('CPU', 0))} CPU(s))\nwatch: {tensorboard_command(sweep_dir)}",
           file=stream, flush=True)
     scheduler = _scheduler(spec, space, budget * len(spec.seeds))
     progress = Progress(sweep_dir, spec, scheduler)

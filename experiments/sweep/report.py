@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from agents.logger import hparam_value
+from agents.logger import hparam_value, tensorboard_command
 from experiments.sweep.space import Param, Space, params_text, short
 from experiments.sweep.spec import OBJECTIVES, SweepSpec, trial_config
 from experiments.report import readable_steps, write_csv
@@ -192,5 +192,5 @@ def report_sweep(sweep_dir: str, spec: SweepSpec, space: Space, stream=None) -> 
         plot_sweep(records, space, spec.objective, png, best)
     print(md, file=stream)
     print(f"report: {os.path.join(sweep_dir, 'sweep.md')}\nplot: {png}\n"
-          f"tensorboard: tensorboard --logdir {sweep_dir}  (HPARAMS tab)", file=stream, flush=True)
+          f"tensorboard: {tensorboard_command(sweep_dir)}  (HPARAMS tab)", file=stream, flush=True)
     return {"records": records, "best": best, "best_path": best_path, "png": png}
