@@ -26,7 +26,7 @@ class ConsoleStream:
         if not self.silenced:
             try:
                 return self.wrapped.write(text)
-            except OSError:
+            except (OSError, ValueError):     # ValueError: the stream was closed in this process
                 self._silence()
         return len(text)
 
@@ -34,8 +34,12 @@ class ConsoleStream:
         if not self.silenced:
             try:
                 self.wrapped.flush()
-            except OSError:
+            except (OSError, ValueError):
                 self._silence()
+
+    def isatty(self) -> bool:
+        """Whether to draw for a terminal: never once silenced."""
+        return not self.silenced and hasattr(self.wrapped, "isatty") and self.wrapped.isatty()
 
     def _silence(self) -> None:
         self.silenced = True
@@ -50,7 +54,7 @@ class ConsoleStream:
             os.close(devnull)
         try:
             self.wrapped.flush()        # what the failed write left in the buffer goes to /dev/null
-        except OSError:
+        except (OSError, ValueError):
             pass
 
     def __getattr__(self, name: str) -> Any:   # isatty, fileno, encoding...: the wrapped stream's

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 
 from agents import ALGOS, UnknownAlgo
 from agents.config import ConfigError, build
+from agents.console import console_stream
 from agents.logger import tensorboard_command
 from agents.registry import check_run
 from agents.rundir import RunDir, make_dirs
 from envs import short_name
 from experiments.benchmark import suite_report, threshold_of
 from experiments.executor import (BACKENDS, Executor, Job, Outcome, RunProgress, SpecFile, job_for, open_executor,
-                                  resumable, safe)
+                                  resumable)
 from experiments.report import report
 
 DEFAULT_ENV = "CartPole-v1"
@@ -161,7 +162,7 @@ def run_compare(parent: str, spec: CompareSpec | SuiteSpec, executor: Executor, 
                 stream=None) -> int:
     """The missing runs of ``parent`` (a compare or, with a ``SuiteSpec``, a suite directory) on ``executor``,
     then the report(s); exit code 0, 1 (a run failed) or 130 (stopped)."""
-    stream = safe(stream or sys.stdout)
+    stream = console_stream(stream or sys.stdout)
     return resumable("compare", parent, lambda: _run_compare(parent, spec, executor, progress_every, stream), stream)
 
 
@@ -214,7 +215,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             with open_executor(backend, workers, args.address) as executor:
                 return run_compare(parent, spec, executor, args.progress)
 
-        return resumable("compare", parent, resume, safe(sys.stdout))    # Ctrl-C while Ray starts: the same line
+        return resumable("compare", parent, resume, console_stream(sys.stdout))    # Ctrl-C while Ray starts: the same line
     if args.env is not None and args.envs is not None:
         raise ConfigError("--env and --envs together: give one env (--env) or a suite of envs (--envs)")
     envs = parse_names(args.envs, "--envs") if args.envs is not None else (args.env or DEFAULT_ENV,)

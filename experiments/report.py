@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from agents.config import ConfigError
 from agents.logger import tensorboard_command
 from agents.rundir import RunDir
 from experiments.stats import (MIN_RUNS_FOR_CI, area_under_curve, bootstrap_band, bootstrap_ci, compact,

@@ -12,7 +12,8 @@ from conftest import ROOT
 
 from agents.logger import TensorBoardSink
 from agents.rundir import RunDir
-from experiments.executor import Job, Outcome, RunProgress, SafeStream
+from agents.console import console_stream
+from experiments.executor import Job, Outcome, RunProgress
 from experiments.executor.progress import duration
 from experiments.stats import compact, few_runs_note, fmt_ci
 
@@ -71,13 +72,13 @@ def test_progress_on_a_terminal_redraws_its_block_below_the_permanent_lines(tmp_
     assert out.getvalue().endswith("\x1b[2F\x1b[J")
 
 
-def test_safe_stream_survives_a_reader_that_went_away():
+def test_console_stream_survives_a_reader_that_went_away():
     read_end, write_end = os.pipe()
     os.close(read_end)
-    stream = SafeStream(os.fdopen(write_end, "w", buffering=1))
+    stream = console_stream(os.fdopen(write_end, "w", buffering=1))
     stream.write("a line nobody reads\n")              # BrokenPipeError inside: silenced
     stream.flush()
-    assert stream.closed and not stream.isatty()
+    assert stream.silenced and not stream.isatty()
     stream.write("more\n")
 
 

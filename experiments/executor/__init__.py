@@ -29,14 +29,14 @@ from agents.config import ConfigError
 from experiments.executor.base import Executor, Interrupted
 from experiments.executor.job import PARENT_ENV, Job, Outcome, die_with_parent, job_for, orphaned
 from experiments.executor.local import LocalExecutor
-from experiments.executor.progress import RunProgress, SafeStream, safe
+from experiments.executor.progress import RunProgress
 from experiments.executor.resume import SpecFile, resumable
 
 BACKENDS = ("local", "ray")
 
 __all__ = ["BACKENDS", "Executor", "Interrupted", "Job", "LocalExecutor", "Outcome", "PARENT_ENV", "RunProgress",
-           "SafeStream", "SpecFile", "die_with_parent", "job_for", "open_executor", "orphaned", "ray_module",
-           "resumable", "safe"]
+           "SpecFile", "die_with_parent", "job_for", "open_executor", "orphaned", "ray_module",
+           "resumable"]
 
 
 def ray_module():

@@ -5,8 +5,8 @@ files (the logger flushes them every few seconds; ``progress.csv`` only at check
 On a terminal the lines are redrawn in place below the permanent output (``print``: "done ...");
 otherwise (a pipe, a file, CI) they are printed as a plain block every ``every`` seconds. Either works
 for any executor, as long as the run directories are readable here (a shared filesystem on a cluster).
-The output stream is wrapped in ``SafeStream``: a reader that goes away (``rlnn compare | head``) ends the
-output, not the command.
+The output stream is wrapped in ``agents.console.console_stream``: a reader that goes away (``rlnn compare
+| head``) ends the output, not the command.
 """
 
 from __future__ import annotations
@@ -18,51 +18,13 @@ import shutil
 import sys
 import time
 
+from agents.console import console_stream
 from agents.logger import EVENT_FILE_PREFIX
 from agents.rundir import RunDir
 from experiments.executor.job import Job, Outcome
 from experiments.stats import compact
 
 SHOWN = ("charts/SPS", "charts/episodic_return", "eval/episodic_return")
-
-
-class SafeStream:
-    """``stream`` until a write fails because its reader went away; silent from then on (and the file
-    descriptor points to /dev/null, so that Python's flush at exit does not fail either)."""
-
-    def __init__(self, stream):
-        self.stream, self.closed = stream, False
-
-    def write(self, text: str) -> int:
-        if not self.closed:
-            try:
-                self.stream.write(text)
-            except (BrokenPipeError, ValueError):   # ValueError: the stream was closed here
-                self._silence()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.closed:
-            try:
-                self.stream.flush()
-            except (BrokenPipeError, ValueError):
-                self._silence()
-
-    def isatty(self) -> bool:
-        return not self.closed and hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def _silence(self) -> None:
-        self.closed = True
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):   # not a file (e.g. StringIO): nothing to redirect
-            pass
-
-
-def safe(stream) -> SafeStream:
-    return stream if isinstance(stream, SafeStream) else SafeStream(stream)
 
 
 class _Run:
@@ -137,7 +99,7 @@ class RunProgress:
     writes a permanent line (above the redrawn block on a terminal)."""
 
     def __init__(self, stream=None, total: int = 0, every: float | None = None):
-        self.stream = safe(stream or sys.stdout)
+        self.stream = console_stream(stream or sys.stdout)
         self.tty = self.stream.isatty()
         self.every = every if every is not None else (1.0 if self.tty else 30.0)
         self.total, self.ended_count = total, 0

@@ -49,10 +49,11 @@ from dataclasses import replace
 
 from agents import ALGOS
 from agents.config import ConfigError
+from agents.console import console_stream
 from agents.registry import check_run
 from agents.rundir import make_dirs
 from experiments.compare import parse_seeds
-from experiments.executor import BACKENDS, Executor, open_executor, resumable, safe
+from experiments.executor import BACKENDS, Executor, open_executor, resumable
 from experiments.report import reward_threshold
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import Space, load_space
@@ -88,7 +89,7 @@ def _run_trials(sweep_dir: str, spec: SweepSpec, space: Space, executor: Executo
 def run_sweep(sweep_dir: str, spec: SweepSpec, space: Space, executor: Executor, stream=None) -> int:
     """The missing trials of ``sweep_dir`` on ``executor`` (``open_executor`` for ``spec.backend``; for Tune
     it only holds the Ray session), then the report; a line of timings.jsonl."""
-    stream = safe(stream or sys.stdout)
+    stream = console_stream(stream or sys.stdout)
     t0 = time.perf_counter()
     timing = {"trials_seconds": None}
 
