@@ -140,7 +140,7 @@ def test_save_writes_one_file_that_loads_and_learns_in_a_fresh_process(tmp_path)
     actions = run.predict(obs, deterministic=True)[0].tolist()
     code = ("import numpy as np, agents\n"
             "run = agents.load('model')\n"
-            f"print(run.predict(np.random.default_rng(0).normal(size=(4, 4)), deterministic=True)[0].tolist())\n"
+            "print(run.predict(np.random.default_rng(0).normal(size=(4, 4)), deterministic=True)[0].tolist())\n"
             "run.learn(500, quiet=True, logdir='more')\n"
             "print(run.step, run.run_dir.startswith('more'))")
     first, second = fresh_python(code, cwd=str(tmp_path)).splitlines()
