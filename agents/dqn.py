@@ -56,7 +56,7 @@ class DQNConfig:
     gamma: float = 0.99                   # discount factor of the TD target
     reward_scale: float = 1.0             # rewards are multiplied by this in the TD target (Q in scaled units)
     lr: float = 1e-3                      # Adam learning rate (the start of the schedule)
-    lr_schedule: str = "constant"         # constant | linear (lr -> lr_end over lr_anneal_steps)
+    lr_schedule: str = "linear"           # constant | linear (lr -> lr_end over lr_anneal_steps)
     lr_end: float = 1e-4                  # learning rate at the end of a linear schedule
     lr_anneal_steps: int = 50_000         # env steps of the linear schedule
     adam_eps: float = 1e-8                # Adam's epsilon (torch.optim.Adam's eps)
