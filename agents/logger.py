@@ -299,8 +299,8 @@ class ConsoleSink:
 
     On a terminal a tqdm bar redraws in place; elsewhere (CI, a pipe, a file) a plain line is printed
     every ``every_secs`` seconds so logs stay readable. The count never passes the total (a vector step
-    may end a few transitions past it). Times count from where the current session started: a resumed run's ETA from its
-    resume step.
+    may end a few transitions past it). Times count from where the current session started: a resumed
+    run's ETA from its resume step.
     """
 
     def __init__(self, total_steps: int, stream=None, every_secs: float | None = None, start_step: int = 0):
