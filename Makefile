@@ -1,5 +1,5 @@
 # Two commands set up and use a fresh machine (only Python 3.11 needed):
-#   make compare   the main job: pg vs dqn on CartPole-v1 over 3 seeds, table + plot + TensorBoard
+#   make compare   the main job: ppo (policy-based) vs dqn (value-based) on CartPole-v1 over 3 seeds, table + plot + TensorBoard
 #   make test      the test suite
 # Both create .venv and install the project into it on first use (and again when pyproject.toml changes),
 # with the dev, ray, suite and box2d extras, so the test suite also runs the Ray sweep backend, the suite's
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 compare: $(VENV)/.installed
-	$(VENV)/bin/rlnn compare --env CartPole-v1 --algos pg,dqn --seeds 3 --workers auto
+	$(VENV)/bin/rlnn compare --env CartPole-v1 --algos ppo,dqn --seeds 3 --workers auto
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
@@ -29,6 +29,7 @@ bench: $(VENV)/.installed
 	OPENBLAS_NUM_THREADS=1 $(PY) experiments/bench_nn.py
 	$(PY) experiments/bench_dqn_loop.py --seeds 3
 	$(PY) experiments/bench_agents.py --algo dqn --seeds 0-9
+	$(PY) experiments/bench_agents.py --algo ppo --seeds 0-9
 	$(PY) experiments/bench_agents.py --algo pg --seeds 0-9
 
 clean:

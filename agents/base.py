@@ -88,10 +88,10 @@ class Agent:
         load_state_dict(state) -> None
         networks() -> {name: rlnn.MLP}    for inspection and the loop's finiteness check
         optimizers() -> {name: optimizer} the optimizer of networks()[name], for update ratios
-        gradient_checks(batch) -> {loss name: (network, closure)}   for ``rlnn check-gradients``
+        gradient_checks(batch) -> {loss name: (network or [networks], closure)}   for ``rlnn check-gradients``
 
     and the class attributes ``name`` (the algorithm's name), ``action_kinds`` (the action spaces it can
-    take: "discrete", "continuous"; the loop refuses the others before anything starts) and ``output_kinds`` ({network name: "logits" | "q_values" | "values"},
+    take: "discrete", "continuous"; the loop refuses the others before anything starts) and ``output_kinds`` ({network name: "logits" | "means" | "q_values" | "values"},
     how the inspector draws the network's outputs).
 
     When each is called, per iteration of the loop::
@@ -145,7 +145,9 @@ class Agent:
 
     def gradient_checks(self, batch: dict[str, np.ndarray]) -> dict[str, tuple[Any, Any]]:
         """{loss name: (network, closure)}; ``closure()`` recomputes the loss from the network's
-        ``flat_params`` and leaves its gradient in ``flat_grads``, through the training code path.
+        ``flat_params`` and leaves its gradient in ``flat_grads``, through the training code path. A list
+        of networks in place of one: the closure's gradient reaches each (e.g. a policy head's log-std,
+        which has ``flat_params``, ``flat_grads`` and ``param_name``).
 
         ``batch``: one env's real transitions in time order, keys obs (B, d), actions (B,),
         rewards (B,), next_obs (B, d), terminated (B,), truncated (B,).

@@ -4,7 +4,7 @@
     python experiments/bench_agents.py --algo dqn --env LunarLander-v3 --runs runs/suite__1234/LunarLander-v3 [DIR ...]
 
 Per seed: env steps and wall seconds to the first greedy evaluation (run.eval_episodes episodes) with
-mean return >= the threshold (default: the env's registry threshold, 475 for CartPole-v1), SPS, and a final greedy evaluation
+mean return >= the threshold (default: the env's reward threshold, 475 for CartPole-v1, -200 for Pendulum-v1), SPS, and a final greedy evaluation
 of 20 episodes on fresh envs after the full budget. Then the summary: solved k/n, median and IQR.
 Runs one seed at a time by default: two runs on two cores would make every timing wrong.
 ``--runs DIR`` trains nothing: it makes the same table from the finished runs of that algo and env in DIR
@@ -30,6 +30,7 @@ import agents  # noqa: E402
 from agents.rundir import RunDir  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
 from experiments.pool import PARENT_ENV, die_with_parent, orphaned  # noqa: E402
+from experiments.report import reward_threshold  # noqa: E402
 
 
 def run_seed(algo: str, env: str, seed: int, sets: list[str], total_steps: int | None, logdir: str,
@@ -75,22 +76,22 @@ def _q(x: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", required=True, choices=["pg", "dqn"])
+    p.add_argument("--algo", required=True, choices=[a for a in agents.ALGOS if a != "random"])
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--seeds", default="0-9", help="N (seeds 0..N-1), A-B, or a list like 1,4,7 (default 0-9)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--total-steps", type=int)
     p.add_argument("--set", action="append", default=[])
-    p.add_argument("--threshold", type=float, help="default: the env's registry reward threshold")
+    p.add_argument("--threshold", type=float, help="default: the env's reward threshold (experiments.report.reward_threshold)")
     p.add_argument("--final-episodes", type=int, default=20)
     p.add_argument("--logdir", default=None, help="where runs go (default: a temporary directory)")
     p.add_argument("--runs", metavar="DIR", nargs="+", help="make the table from the finished runs in DIR(s), training nothing")
     args = p.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     if args.threshold is None:
-        import gymnasium as gym
-
-        args.threshold = gym.spec(args.env).reward_threshold
+        args.threshold = reward_threshold(args.env)
+        if args.threshold is None:
+            p.error(f"{args.env} has no reward threshold: give one with --threshold")
     if args.runs:
         rows = sorted((row for parent in args.runs
                        for row in rows_from_runs(parent, args.algo, args.env, args.threshold, args.final_episodes)),
