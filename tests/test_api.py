@@ -71,7 +71,7 @@ def test_resume_through_the_api_continues_the_same_run(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"algo": "ppo"}, "unknown algorithm 'ppo'"),
+    ({"algo": "a2c"}, "unknown algorithm 'a2c'"),
     ({"algo": "pg", "env": "CartPol-v1"}, "did you mean CartPole-v1"),
     ({"algo": "pg", "set": {"agent.lr": -1.0}}, "agent.lr"),
 ])

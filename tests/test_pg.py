@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import train_preset_briefly
 
 import rlnn
 from agents import config as cfgmod
 from agents.base import EnvInfo
-from agents.loop import RunConfig, train
 from agents.pg import PGAgent, PGConfig
 from agents.returns import gae, reward_to_go
 from rlnn.checkpoint import load_tree, save_tree
@@ -268,9 +268,6 @@ def test_config_validation_and_preset():
 
 def test_learns_cartpole_quickly(tmp_path):
     # The CartPole preset's agent on a short budget: well above the random agent's ~22 by 12,000 steps.
-    cfg = cfgmod.build("pg", "CartPole-v1")
-    run = RunConfig(total_steps=12_000, num_envs=cfg.run.num_envs, eval_every=12_000, eval_episodes=5,
-                    checkpoint_every=10**6, log_every=2_000, logdir=str(tmp_path))
-    result = train("pg", run, cfg.agent, console=False)
+    result = train_preset_briefly("pg", "CartPole-v1", 12_000, str(tmp_path))
     last = [r for _, r in result.episode_returns[-20:]]
     assert result.evals[-1].mean > 60 or np.mean(last) > 60, (result.evals, last)

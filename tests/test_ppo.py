@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import train_preset_briefly
 
 import rlnn
 from agents import config as cfgmod
 from agents.base import EnvInfo
-from agents.loop import RunConfig, train
 from agents.ppo import PPOAgent, PPOConfig
 
 BOX = EnvInfo(4, 0, 2, action_dim=2, action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
@@ -116,9 +116,6 @@ def test_config_validation_and_presets():
 
 def test_learns_cartpole_quickly(tmp_path):
     # The CartPole preset's agent on a short budget: well above the random agent's ~22 by 8,000 steps.
-    cfg = cfgmod.build("ppo", "CartPole-v1")
-    run = RunConfig(total_steps=8_000, num_envs=cfg.run.num_envs, eval_every=8_000, eval_episodes=5,
-                    checkpoint_every=10**6, log_every=2_000, logdir=str(tmp_path))
-    result = train("ppo", run, cfg.agent, console=False)
+    result = train_preset_briefly("ppo", "CartPole-v1", 8_000, str(tmp_path))
     last = [r for _, r in result.episode_returns[-20:]]
     assert result.evals[-1].mean > 100 or np.mean(last) > 100, (result.evals, last)
