@@ -124,7 +124,7 @@ def test_same_seed_same_run(small_run, algo):
     ("random", 4, None, "CartPole-v1"), ("pg", 4, None, "CartPole-v1"), ("dqn", 1, None, "CartPole-v1"),
     ("ppo", 4, PPOConfig(rollout_steps=32), "CartPole-v1"), ("dqn", 2, DQNConfig(n_step=3), "CartPole-v1"),
     ("pg", 2, PGConfig(baseline="none", rollout_steps=100), "Pendulum-v1"),
-    ("ppo", 2, PPOConfig(rollout_steps=64), "Pendulum-v1")])
+    ("ppo", 4, PPOConfig(rollout_steps=64), "Pendulum-v1")])
 def test_resume_equals_uninterrupted_bit_for_bit(small_run, algo, num_envs, agent_cfg, env_id):
     # Stop at 1,500 steps, resume until 3,000: same parameters and returns as 3,000 steps at once.
     cfg = small_run(seed=1, num_envs=num_envs, total_steps=3_000, checkpoint_every=700, eval_every=900, env_id=env_id)
