@@ -80,7 +80,7 @@ class Agent:
                                           only source of randomness (one seed fixes a run)
         act(obs (n, d), step, greedy=False) -> actions: (n,) int for a discrete action space, (n, m)
                                           float within [action_low, action_high] for a continuous one
-        observe(obs (n, d), actions (n,), rewards (n,), next_obs (n, d),
+        observe(obs (n, d), actions (n,) or (n, m), rewards (n,), next_obs (n, d),
                 terminated (n,) bool, truncated (n,) bool, valid (n,) bool) -> None
         learn(step) -> dict[str, float]   metrics under the documented tags; {} if it did not learn
         state_dict() -> dict              everything an exact resume needs: nested dicts of arrays
@@ -149,7 +149,7 @@ class Agent:
         of networks in place of one: the closure's gradient reaches each (e.g. a policy head's log-std,
         which has ``flat_params``, ``flat_grads`` and ``param_name``).
 
-        ``batch``: one env's real transitions in time order, keys obs (B, d), actions (B,),
+        ``batch``: one env's real transitions in time order, keys obs (B, d), actions (B,) or (B, m),
         rewards (B,), next_obs (B, d), terminated (B,), truncated (B,).
         """
         return {}

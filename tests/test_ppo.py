@@ -119,3 +119,10 @@ def test_learns_cartpole_quickly(tmp_path):
     result = train_preset_briefly("ppo", "CartPole-v1", 8_000, str(tmp_path))
     last = [r for _, r in result.episode_returns[-20:]]
     assert result.evals[-1].mean > 100 or np.mean(last) > 100, (result.evals, last)
+
+
+def test_learns_pendulum_with_a_gaussian_policy(tmp_path):
+    # The Pendulum preset's agent for 8 rollouts: the swing-up starts (random torques: about -1,200 an episode).
+    result = train_preset_briefly("ppo", "Pendulum-v1", 32_768, str(tmp_path), eval_episodes=10)
+    returns = [r for _, r in result.episode_returns]
+    assert np.mean(returns[-20:]) > np.mean(returns[:20]) + 150 and result.evals[-1].mean > -1_000, returns
