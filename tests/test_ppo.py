@@ -3,6 +3,8 @@ off, epochs of minibatch steps, its config and preset, and short learning runs."
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import train_preset_briefly
@@ -126,3 +128,19 @@ def test_learns_pendulum_with_a_gaussian_policy(tmp_path):
     result = train_preset_briefly("ppo", "Pendulum-v1", 32_768, str(tmp_path), eval_episodes=10)
     returns = [r for _, r in result.episode_returns]
     assert np.mean(returns[-20:]) > np.mean(returns[:20]) + 150 and result.evals[-1].mean > -1_000, returns
+
+
+def test_a_suite_takes_pendulum_with_its_threshold_and_refuses_dqn_there(tmp_path, capsys, monkeypatch):
+    from experiments import benchmark
+    from experiments.cli import main
+
+    monkeypatch.setattr(benchmark, "BOOTSTRAP_REPS", 200)
+    argv = ["compare", "--envs", "Pendulum-v1", "--seeds", "1", "--total-steps", "256", "--workers", "1",
+            "--set", "run.eval_every=256", "--set", "run.eval_episodes=2", "--set", "ppo.rollout_steps=16",
+            "--set", "pg.rollout_steps=16"]
+    assert main([*argv, "--algos", "dqn,ppo", "--logdir", str(tmp_path / "refused")]) == 2
+    assert "dqn needs a Discrete action space" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    assert main([*argv, "--algos", "ppo,pg", "--logdir", str(tmp_path)]) == 0
+    (suite,) = os.listdir(tmp_path)
+    md = (tmp_path / suite / "benchmark.md").read_text()
+    assert "| Pendulum-v1 | ppo | -200 |" in md and "| Pendulum-v1 | pg | -200 |" in md
