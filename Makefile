@@ -1,5 +1,5 @@
 # Two commands set up and use a fresh machine (only Python 3.11 needed):
-#   make compare   the main job: ppo vs dqn on CartPole-v1 over 3 seeds, table + plot + TensorBoard
+#   make compare   the main job: ppo (policy-based) vs dqn (value-based) on CartPole-v1 over 3 seeds, table + plot + TensorBoard
 #   make test      the test suite
 # Both create .venv and install the project into it on first use (and again when pyproject.toml changes):
 # compare only what it needs; test also the dev, ray, suite and box2d extras, so the suite also runs the
@@ -37,6 +37,7 @@ bench: $(VENV)/.installed-all
 	$(PY) experiments/bench_dqn_loop.py --seeds 3
 	$(PY) experiments/bench_agents.py --algo dqn --seeds 0-9
 	$(PY) experiments/bench_agents.py --algo ppo --seeds 0-9
+	$(PY) experiments/bench_agents.py --algo pg --seeds 0-9
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

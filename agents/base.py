@@ -80,7 +80,7 @@ class Agent:
                                           only source of randomness (one seed fixes a run)
         act(obs (n, d), step, greedy=False) -> actions: (n,) int for a discrete action space, (n, m)
                                           float within [action_low, action_high] for a continuous one
-        observe(obs (n, d), actions (n,), rewards (n,), next_obs (n, d),
+        observe(obs (n, d), actions (n,) or (n, m), rewards (n,), next_obs (n, d),
                 terminated (n,) bool, truncated (n,) bool, valid (n,) bool) -> None
         learn(step) -> dict[str, float]   metrics under the documented tags; {} if it did not learn
         state_dict() -> dict              everything an exact resume needs: nested dicts of arrays
@@ -89,10 +89,10 @@ class Agent:
         networks() -> {name: rlnn.MLP}    for inspection and the loop's finiteness check
         memory(config, env_info)          (a classmethod) the bytes it would allocate, before it does
         optimizers() -> {name: optimizer} the optimizer of networks()[name], for update ratios
-        gradient_checks(batch) -> {loss name: (network, closure)}   for ``rlnn check-gradients``
+        gradient_checks(batch) -> {loss name: (network or [networks], closure)}   for ``rlnn check-gradients``
 
     and the class attributes ``name`` (the algorithm's name), ``action_kinds`` (the action spaces it can
-    take: "discrete", "continuous"; the loop refuses the others before anything starts) and ``output_kinds`` ({network name: "logits" | "q_values" | "values"},
+    take: "discrete", "continuous"; the loop refuses the others before anything starts) and ``output_kinds`` ({network name: "logits" | "means" | "q_values" | "values"},
     how the inspector draws the network's outputs).
 
     When each is called, per iteration of the loop::
@@ -152,9 +152,11 @@ class Agent:
 
     def gradient_checks(self, batch: dict[str, np.ndarray]) -> dict[str, tuple[Any, Any]]:
         """{loss name: (network, closure)}; ``closure()`` recomputes the loss from the network's
-        ``flat_params`` and leaves its gradient in ``flat_grads``, through the training code path.
+        ``flat_params`` and leaves its gradient in ``flat_grads``, through the training code path. A list
+        of networks in place of one: the closure's gradient reaches each (e.g. a policy head's log-std,
+        which has ``flat_params``, ``flat_grads`` and ``param_name``).
 
-        ``batch``: one env's real transitions in time order, keys obs (B, d), actions (B,),
+        ``batch``: one env's real transitions in time order, keys obs (B, d), actions (B,) or (B, m),
         rewards (B,), next_obs (B, d), terminated (B,), truncated (B,).
         """
         return {}

@@ -129,36 +129,45 @@ class ConfigError(ValueError):
 
 def describe(cls: type) -> list[tuple[str, str, Any, str]]:
     """(key, type, default, meaning) of every field of a config dataclass, in order. The meaning is the
-    comment on the field's line in the class source (and the comment lines right under it): the one
-    place a key is explained, for ``rlnn config``, docs/config.md and the help of the CLI."""
+    comment on the field's line in the source of the class that declares it (and the comment lines right
+    under it): the one place a key is explained, for ``rlnn config``, docs/config.md and the help of the CLI."""
+
+    hints = typing.get_type_hints(cls)
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):          # a subclass's comment wins over its base's
+        if dataclasses.is_dataclass(klass):
+            docs.update(_field_comments(klass))
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out.append((f.name, type_name(hints[f.name]), default, docs.get(f.name, "")))
+    return out
+
+
+def _field_comments(klass: type) -> dict[str, str]:
+    """{field: the comment on its line in ``klass``'s own source, and the comment lines right under it}."""
     import inspect
     import io
     import tokenize
 
-    hints = typing.get_type_hints(cls)
     comments: dict[int, str] = {}
-    source, first = inspect.getsourcelines(cls)
+    source, _ = inspect.getsourcelines(klass)
     for tok in tokenize.generate_tokens(io.StringIO("".join(source)).readline):
         if tok.type == tokenize.COMMENT:
             comments[tok.start[0]] = tok.string.lstrip("#").strip()
-    lines = {}
+    docs = {}
     for number, text in enumerate(source, start=1):
         stripped = text.strip()
         name = stripped.split(":")[0] if ":" in stripped and not stripped.startswith(("#", "def ", '"')) else ""
-        if name.isidentifier():
-            lines[name] = number
-    out = []
-    for f in dataclasses.fields(cls):
-        line = lines.get(f.name)
-        doc = comments.get(line, "") if line else ""
-        follow = line + 1 if line else None
+        if not name.isidentifier() or name in docs or number not in comments:
+            continue
+        doc, follow = comments[number], number + 1
         while follow in comments and source[follow - 1].strip().startswith("#"):
             doc += " " + comments[follow]
             follow += 1
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        out.append((f.name, type_name(hints[f.name]), default, doc))
-    return out
+        docs[name] = doc
+    return docs
 
 
 def _allowed(cls: type) -> str:

@@ -14,7 +14,9 @@ For every network an agent names in ``networks()`` (policy, value, q, target), e
 
 and histograms ``network/{net}/layer{t}/weights``, ``.../biases``, ``.../weight_grads``, and of the
 outputs of the last batch: ``network/policy/action_probs`` for a softmax policy (``output_kind`` "logits"),
-``network/q/q_values/action{i}`` for a Q-network ("q_values"), ``network/{net}/outputs`` otherwise.
+``network/policy/means/dim{j}`` for a Gaussian policy's means of action dimension j ("means"; its std is
+state-independent, the agent logs it as ``charts/action_std``), ``network/q/q_values/action{i}`` for a
+Q-network ("q_values"), ``network/{net}/outputs`` otherwise.
 
 The update ratio needs the parameters from before the last step: for each optimizer in the agent's
 ``optimizers()`` the inspector registers a step pre-hook (``rlnn.optim``) that copies the flat
@@ -111,5 +113,8 @@ class NetworkInspector:
             elif kind == "q_values":
                 for a in range(outputs.shape[1]):
                     logger.histogram(f"network/{name}/q_values/action{a}", outputs[:, a], step)
+            elif kind == "means":
+                for j in range(outputs.shape[1]):
+                    logger.histogram(f"network/{name}/means/dim{j}", outputs[:, j], step)
             else:
                 logger.histogram(f"network/{name}/outputs", outputs, step)

@@ -11,6 +11,7 @@ import importlib
 ALGOS = {
     "random": "agents.random:RandomConfig:RandomAgent",
     "pg": "agents.pg:PGConfig:PGAgent",
+    "ppo": "agents.ppo:PPOConfig:PPOAgent",
     "dqn": "agents.dqn:DQNConfig:DQNAgent",
 }
 

@@ -1,4 +1,4 @@
-"""The on-policy rollout buffer of the policy-gradient agent: time-major (T, n) storage of a vector rollout.
+"""The on-policy rollout buffer of PG and PPO: time-major (T, n) storage of a vector rollout.
 
 Per vector step t and sub-env i it stores obs, next_obs, actions, rewards, terminated, truncated and
 valid (see ``agents.base`` for their meaning). ``add`` writes one vector step; once ``rollout_steps``
@@ -30,7 +30,7 @@ FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated", "v
 class Rollout:
     """The rows of one update, time-major: T rows of n columns (rows past a column's length are padding).
 
-    obs, next_obs (T, n, d) are views of the buffer; actions (T, n) too. rewards (T, n) float64 and the
+    obs, next_obs (T, n, d) are views of the buffer; actions (T, n) or (T, n, m) too. rewards (T, n) float64 and the
     flags terminated, truncated, valid (T, n) bool are copies, zero / False on the padding.
     """
 
@@ -50,9 +50,10 @@ class Rollout:
 
 class RolloutBuffer:
     def __init__(self, rollout_steps: int, num_envs: int, obs_dim: int, obs_dtype=np.float32,
-                 carry_unfinished: bool = False):
+                 carry_unfinished: bool = False, action_shape: tuple[int, ...] = (), action_dtype=np.int64):
         self.rollout_steps, self.num_envs, self.obs_dim = int(rollout_steps), int(num_envs), int(obs_dim)
         self.obs_dtype = np.dtype(obs_dtype)
+        self.action_shape, self.action_dtype = tuple(action_shape), np.dtype(action_dtype)
         self.carry_unfinished = carry_unfinished
         self.t = 0                                       # add() calls since the last reset()
         self.offset = np.zeros(num_envs, np.int64)       # carried-over rows at the top of each column
@@ -61,22 +62,24 @@ class RolloutBuffer:
         self._sync_layout()
 
     @staticmethod
-    def _layout(cap: int, n: int, d: int, obs_dtype) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    def _layout(cap: int, n: int, d: int, obs_dtype, action_shape: tuple[int, ...] = (),
+                action_dtype=np.int64) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Each array's (shape, dtype) for ``cap`` rows of ``n`` columns of ``d``-dimensional observations."""
         return {"obs": ((cap, n, d), obs_dtype), "next_obs": ((cap, n, d), obs_dtype),
-                "actions": ((cap, n), np.int64), "rewards": ((cap, n), np.float64),
+                "actions": ((cap, n, *action_shape), action_dtype), "rewards": ((cap, n), np.float64),
                 "terminated": ((cap, n), bool), "truncated": ((cap, n), bool), "valid": ((cap, n), bool)}
 
     @classmethod
-    def nbytes(cls, rollout_steps: int, num_envs: int, obs_dim: int, obs_dtype=np.float32) -> int:
+    def nbytes(cls, rollout_steps: int, num_envs: int, obs_dim: int, obs_dtype=np.float32,
+               action_shape: tuple[int, ...] = (), action_dtype=np.int64) -> int:
         """Bytes of a buffer's arrays (before building it)."""
-        return sum(math.prod(shape) * np.dtype(dtype).itemsize
-                   for shape, dtype in cls._layout(int(rollout_steps), int(num_envs), int(obs_dim), obs_dtype).values())
+        layout = cls._layout(int(rollout_steps), int(num_envs), int(obs_dim), obs_dtype, tuple(action_shape), action_dtype)
+        return sum(math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in layout.values())
 
     def _alloc(self, cap: int, keep: int = 0) -> None:
         """Storage for ``cap`` rows per column, keeping the first ``keep`` rows."""
-        new = {key: np.zeros(shape, dtype)
-               for key, (shape, dtype) in self._layout(cap, self.num_envs, self.obs_dim, self.obs_dtype).items()}
+        new = {key: np.zeros(shape, dtype) for key, (shape, dtype) in self._layout(
+            cap, self.num_envs, self.obs_dim, self.obs_dtype, self.action_shape, self.action_dtype).items()}
         if keep:
             for key, arr in new.items():
                 arr[:keep] = getattr(self, key)[:keep]
@@ -95,7 +98,8 @@ class RolloutBuffer:
         return self.t >= self.rollout_steps
 
     def add(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
-        """One vector step: obs, next_obs (n, d); the others (n,). Row offset[i] + t of column i."""
+        """One vector step: obs, next_obs (n, d); actions (n,) or (n, m); the others (n,). Row offset[i] + t
+        of column i."""
         if self.t >= self._room:
             raise RuntimeError("RolloutBuffer.add called again before reset() consumed the full rollout")
         idx = (self.offset + self.t, self._cols) if self._ragged else self.t

@@ -8,7 +8,8 @@ supports, and the fast NumPy ``CartPoleVectorEnv`` supports nothing else, so we 
 
 Layers, innermost first: the vector env (the registered ``vector_entry_point`` where one exists and
 there are 4 envs or more, for CartPole our own ``envs.cartpole.CartPoleVectorEnv``, Gymnasium's bit for
-bit with a cheaper step; else our ``envs.sync.SyncVectorEnv``, Gymnasium's ``SyncVectorEnv`` with a
+bit with a cheaper step; for Pendulum, which Gymnasium has none for, ``envs.pendulum.PendulumVectorEnv``,
+its dynamics bit for bit; else our ``envs.sync.SyncVectorEnv``, Gymnasium's ``SyncVectorEnv`` with a
 cheaper step), ``EpisodeStatistics`` (Gymnasium's ``RecordEpisodeStatistics`` with a leaner
 step; episode return/length in ``info["episode"]``), optionally ``NormalizeObservation`` (running
 mean/variance of observations).
@@ -18,8 +19,8 @@ flat Box (``envs.spaces``): an MLP reads one flat vector.
 
 Modules: ``source`` names a run's env (an id, ``module:EnvId``, an entry point, an object given in a
 script) and runs Gymnasium's env checker on envs that are not Gymnasium's own, ``spaces`` flattens
-observations of any fixed-size space, ``make`` builds and checks vector envs, ``cartpole`` holds the
-CartPole vector env, ``sync`` the sync vector env, ``wrappers`` ``EpisodeStatistics``, ``normalize``
+observations of any fixed-size space, ``make`` builds and checks vector envs, ``cartpole`` and ``pendulum`` hold
+the CartPole and Pendulum vector envs, ``sync`` the sync vector env, ``wrappers`` ``EpisodeStatistics``, ``normalize``
 finds and freezes the observation normalizer, ``state`` saves and restores env state.
 """
 

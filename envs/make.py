@@ -14,7 +14,7 @@ from gymnasium.wrappers import FlattenObservation, TimeLimit
 from gymnasium.wrappers.vector import FlattenObservation as FlattenVectorObservation
 from gymnasium.wrappers.vector import NormalizeObservation
 
-from envs import cartpole
+from envs import cartpole, pendulum
 from envs.source import EnvError, EnvMaker, check_user_env, is_gymnasiums_own, resolve
 from envs.spaces import needs_flatten, unsupported_part
 from envs.normalize import freeze_normalizer, obs_normalizer, sync_normalizer
@@ -38,6 +38,8 @@ __all__ = [
 
 # Registered NumPy vector envs we replace with our own: the same dynamics bit for bit, a cheaper step.
 OUR_VECTOR_ENVS = {"gymnasium.envs.classic_control.cartpole:CartPoleVectorEnv": cartpole.ENTRY_POINT}
+# Envs Gymnasium has no NumPy vector env for, by entry point, and ours: the same dynamics bit for bit.
+OUR_VECTOR_ENVS_FOR = {"gymnasium.envs.classic_control.pendulum:PendulumEnv": pendulum.ENTRY_POINT}
 # Gymnasium's own optional dependencies, as rlnn's extras (pyproject.toml) that install them.
 EXTRAS = {"box2d": "box2d", "Box2D": "box2d", "pygame": "render"}
 ACTION_KINDS = ("discrete", "continuous")
@@ -128,6 +130,8 @@ def make_vec_env(
         raise EnvError(f"run.num_envs = {num_envs}: the env is one instance, so 1 env; pass its class or a "
                        f"function that makes one for more")
     mode = vectorization_mode
+    if isinstance(target, EnvSpec) and target.vector_entry_point is None and target.entry_point in OUR_VECTOR_ENVS_FOR:
+        target = dataclasses.replace(target, vector_entry_point=OUR_VECTOR_ENVS_FOR[target.entry_point])
     if mode == "auto":
         # The NumPy vector env's cost is nearly fixed per call, the sync env's grows with n: the NumPy
         # env wins from about 4 envs on (CartPole; the figures are in docs/performance.md).

@@ -4,9 +4,9 @@
     python experiments/bench_agents.py --algo dqn --env LunarLander-v3 --runs runs/suite__1234/LunarLander-v3 [DIR ...]
 
 Per seed: env steps and training seconds to the first greedy evaluation (run.eval_episodes episodes) with
-mean return >= the threshold (default: the env's registry threshold, 475 for CartPole-v1), SPS (env steps
-over the training seconds as of the last evaluation), and a final greedy evaluation of 20 episodes on
-fresh envs after the full budget. Then the summary: solved k/n, median and IQR.
+mean return >= the threshold (default: the env's reward threshold, 475 for CartPole-v1, -200 for
+Pendulum-v1), SPS (env steps over the training seconds as of the last evaluation), and a final greedy
+evaluation of 20 episodes on fresh envs after the full budget. Then the summary: solved k/n, median and IQR.
 Every seed is an ``rlnn train`` process of the pool ``rlnn compare`` uses (``experiments.executor``), so Ctrl-C
 and SIGTERM stop the bench as they stop a compare: the running seeds checkpoint, none starts after, no
 table is printed, exit 130. Runs one seed at a time by default: two runs on two cores would make every
@@ -35,6 +35,7 @@ from agents.rundir import RunDir  # noqa: E402
 from experiments.cli import USER_ERRORS  # noqa: E402
 from experiments.compare import parse_seeds  # noqa: E402
 from experiments.executor import Interrupted, Job, LocalExecutor, Outcome  # noqa: E402
+from experiments.report import reward_threshold  # noqa: E402
 
 
 def train_seeds(args: argparse.Namespace, seeds: list[int], logdir: str) -> list[Outcome]:
@@ -93,13 +94,13 @@ def _q(x: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", required=True, choices=["pg", "dqn"])
+    p.add_argument("--algo", required=True, choices=[a for a in agents.ALGOS if a != "random"])
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--seeds", default="0-9", help="N (seeds 0..N-1), A-B, or a list like 1,4,7 (default 0-9)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--total-steps", type=int)
     p.add_argument("--set", action="append", default=[])
-    p.add_argument("--threshold", type=float, help="default: the env's registry reward threshold")
+    p.add_argument("--threshold", type=float, help="default: the env's reward threshold (experiments.report.reward_threshold)")
     p.add_argument("--final-episodes", type=int, default=20)
     p.add_argument("--logdir", default=None, help="where runs go (default: a temporary directory)")
     p.add_argument("--runs", metavar="DIR", nargs="+", help="make the table from the finished runs in DIR(s), training nothing")
@@ -111,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_agents: error: {e}", file=sys.stderr)
         return 2
     if args.threshold is None:
-        import gymnasium as gym
-
-        args.threshold = gym.spec(args.env).reward_threshold
+        args.threshold = reward_threshold(args.env)
+        if args.threshold is None:
+            p.error(f"{args.env} has no reward threshold: give one with --threshold")
     if args.runs:
         rows = sorted((row for parent in args.runs
                        for row in rows_from_runs(parent, args.algo, args.env, args.threshold, args.final_episodes)),

@@ -127,9 +127,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in ALGOS:
         print(f"  {name}")
     print("presets (experiments/configs/):")
-    for name, doc in config.presets().items():
+    presets = config.presets()
+    width = max(map(len, presets), default=0)
+    for name, doc in presets.items():
         run = doc.get("run", {})
-        print(f"  {name:<20} algo={doc.get('algo')}  env={run.get('env_id', 'CartPole-v1')}  "
+        print(f"  {name:<{width}}  algo={doc.get('algo')}  env={run.get('env_id', 'CartPole-v1')}  "
               f"total_steps={run.get('total_steps', '-')}")
     return 0
 

@@ -2,7 +2,7 @@
 
 Builds the agent of ``--algo`` (with its preset or ``--config``, in float64), collects a batch of real
 transitions from its environment, and for every loss the agent trains compares the analytic gradient of
-each layer with central finite differences (``rlnn.gradcheck``). Prints the max relative error per layer
+each layer (and of a Gaussian policy's log-std) with central finite differences (``rlnn.gradcheck``). Prints the max relative error per layer
 (as ‖a − n‖ / (‖a‖ + ‖n‖) over the layer, and the largest elementwise error) and exits 1 when a
 layer's norm ratio is above ``--tolerance``: change an activation or a loss, run this, and know.
 """
@@ -39,8 +39,17 @@ def collect_batch(env_id: str, agent, steps: int, seed: int) -> dict[str, np.nda
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
+def blocks(net) -> list[tuple[str, tuple[int, ...], int]]:
+    """(label, shape, size) of each part of ``net.flat_params`` checked on its own: an MLP's layers (W_t, b_t,
+    labelled by W_t's shape), or a policy head's one parameter vector (its log-std)."""
+    if not hasattr(net, "num_layers"):
+        return [(net.param_name, net.flat_params.shape, net.flat_params.size)]
+    return [(f"layer{t + 1}", net.params[2 * t].shape, net.params[2 * t].size + net.params[2 * t + 1].size)
+            for t in range(net.num_layers)]
+
+
 def layer_errors(net, closure, eps: float = 1e-7) -> list[tuple[float, float]]:
-    """Per layer: (‖a − n‖ / (‖a‖ + ‖n‖), max elementwise relative error) of its (W_t, b_t) gradient.
+    """Per block (``blocks``): (‖a − n‖ / (‖a‖ + ‖n‖), max elementwise relative error) of its gradient.
 
     a is the analytic gradient, n central differences. The norm ratio is the verdict: elements whose
     true gradient is below the finite-difference noise (~1e-16 |L| / eps ≈ 1e-10) make the elementwise
@@ -50,8 +59,7 @@ def layer_errors(net, closure, eps: float = 1e-7) -> list[tuple[float, float]]:
     analytic = net.flat_grads.copy()
     numeric = numerical_gradient(closure, net.flat_params, eps=eps)
     errors, offset = [], 0
-    for t in range(net.num_layers):
-        size = net.params[2 * t].size + net.params[2 * t + 1].size
+    for _, _, size in blocks(net):
         a, n = analytic[offset:offset + size], numeric[offset:offset + size]
         norm_error = float(np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-30))
         errors.append((norm_error, relative_error(a, n)))
@@ -79,12 +87,13 @@ def check_agent(algo: str, run_cfg, agent_cfg, batch_size: int = 32, seed: int =
     worst = 0.0
     print(f"{algo} on {run_cfg.env_id}: gradient check on a batch of {batch_size} real transitions (float64)",
           file=stream)
-    print(f"  {'loss':<18} {'layer':<6} {'W shape':<10} {'‖a−n‖/(‖a‖+‖n‖)':>16} {'max elementwise':>16}", file=stream)
-    for loss_name, (net, closure) in checks.items():
-        for t, (err, elementwise) in enumerate(layer_errors(net, closure, eps), start=1):
-            worst = max(worst, err)
-            print(f"  {loss_name:<18} layer{t} {tuple(net.params[2 * t - 2].shape)!s:<10} {err:>16.2e} "
-                  f"{elementwise:>16.2e}", file=stream)
+    print(f"  {'loss':<18} {'layer':<7} {'W shape':<10} {'‖a−n‖/(‖a‖+‖n‖)':>16} {'max elementwise':>16}", file=stream)
+    for loss_name, (nets, closure) in checks.items():
+        for net in nets if isinstance(nets, (list, tuple)) else [nets]:
+            for (label, shape, _), (err, elementwise) in zip(blocks(net), layer_errors(net, closure, eps)):
+                worst = max(worst, err)
+                print(f"  {loss_name:<18} {label:<7} {tuple(shape)!s:<10} {err:>16.2e} {elementwise:>16.2e}",
+                      file=stream)
     return worst
 
 

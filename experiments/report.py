@@ -73,8 +73,12 @@ def find_runs(parent: str) -> list[str]:
     return [rd.path for rd in RunDir.find(parent)]
 
 
+# The usual bar for envs whose registry entry has no reward threshold (Pendulum's best is about -150).
+THRESHOLDS = {"Pendulum-v1": -200.0}
+
+
 def reward_threshold(env_id: str) -> float | None:
-    """The env's registry reward threshold (also of a "module:EnvId"), None when it has none."""
+    """The env's registry reward threshold (also of a "module:EnvId"), else ``THRESHOLDS``', else None."""
     import gymnasium as gym
 
     from envs.source import resolve
@@ -83,7 +87,8 @@ def reward_threshold(env_id: str) -> float | None:
         spec = resolve(env_id)
     except ValueError:
         return None
-    return spec.reward_threshold if isinstance(spec, gym.envs.registration.EnvSpec) else None
+    registered = spec.reward_threshold if isinstance(spec, gym.envs.registration.EnvSpec) else None
+    return THRESHOLDS.get(env_id) if registered is None else registered
 
 
 def summarize_run(run_dir: str, threshold: float) -> RunSummary:

@@ -49,6 +49,19 @@ def accumulator(run_dir: str):
     return acc
 
 
+def train_preset_briefly(algo: str, env_id: str, total_steps: int, logdir: str, eval_episodes: int = 5):
+    """A preset's agent and envs on a short budget, evaluated once at the end: the loop's RunResult."""
+    import dataclasses
+
+    from agents import config
+    from agents.loop import train
+
+    cfg = config.build(algo, env_id)
+    run = dataclasses.replace(cfg.run, total_steps=total_steps, eval_every=total_steps, eval_episodes=eval_episodes,
+                              checkpoint_every=10**6, logdir=logdir)
+    return train(algo, run, cfg.agent, console=False)
+
+
 @pytest.fixture
 def small_run(tmp_path):
     """A factory of short RunConfigs writing under tmp_path."""

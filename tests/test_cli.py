@@ -86,7 +86,11 @@ def test_eval_list_and_version(capsys, small_run):
     assert "greedy return over 5 episodes" in out and "±" in out
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "random" in out and "dqn" in out and "pg" in out
+    assert all(f"  {name}\n" in out for name in ("random", "pg", "ppo", "dqn"))
+    from agents import config
+
+    listed = {line.split()[0]: line for line in out.splitlines() if "algo=" in line}
+    assert set(listed) == set(config.presets()) and "env=Pendulum-v1" in listed["pendulum_ppo"]
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and "rlnn" in capsys.readouterr().out

@@ -166,7 +166,7 @@ def test_bad_seeds_and_algos_are_one_line_errors(capsys, tmp_path):
     for argv in (["compare", "--seeds", "x"], ["compare", "--algos", "pg,a2c"], ["compare", "--workers", "0"],
                  ["compare", "--env", "CartPol-v1"], ["compare", "--set", "run.env_kwargs={foo=1}"],
                  ["compare", "--backend", "local", "--address", "auto"], ["compare", "--progress", "-1"],
-                 ["sweep", "--space", os.path.join(ROOT, "experiments", "sweeps", "cartpole_pg.toml"),
+                 ["sweep", "--space", os.path.join(ROOT, "experiments", "sweeps", "cartpole_dqn.toml"),
                   "--env", "Pendulum-v1"]):
         assert main([*argv, "--logdir", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()

@@ -4,11 +4,13 @@ normalization is frozen."""
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 import envs
 from envs.cartpole import CartPoleVectorEnv
+from envs.pendulum import PendulumVectorEnv
 from envs.sync import SyncVectorEnv
 
 
@@ -147,6 +149,63 @@ def test_make_vec_env_uses_it_and_its_state_round_trips():
         env.step(np.zeros(2, np.int64))
     state = envs.env_state(env)
     assert state["stats/episode_count"] == env.episode_count > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_our_pendulum_vector_env_steps_as_gymnasiums_pendulum_bit_for_bit(dtype):
+    # From each sub-env's state, Gymnasium's PendulumEnv takes the same step: observation, reward, state.
+    vec, rng = PendulumVectorEnv(num_envs=5), np.random.default_rng(0)
+    vec.reset(seed=3)
+    ref = [PendulumEnv() for _ in range(5)]
+    compared = 0
+    for _ in range(1_000):
+        for i, env in enumerate(ref):
+            env.state = vec.state[:, i].copy()
+        actions = (rng.normal(size=(5, 1)) * 3).astype(dtype)        # also outside [-2, 2]: clipped
+        resets = vec.prev_done.copy()
+        obs, rewards, term, trunc, _ = vec.step(actions)
+        for i, env in enumerate(ref):
+            ref_obs, ref_reward, _, _, _ = env.step(actions[i])
+            if not resets[i]:
+                assert np.array_equal(ref_obs, obs[i]) and ref_reward == rewards[i]
+                assert np.array_equal(env.state, vec.state[:, i])
+                compared += 1
+    assert compared > 4_900 and obs.dtype == np.float32 and not term.any()
+
+
+def test_our_pendulum_vector_env_truncates_at_the_time_limit_and_resets_on_the_next_step():
+    vec = PendulumVectorEnv(num_envs=3, max_episode_steps=200)
+    vec.reset(seed=0)
+    torque = np.zeros((3, 1), np.float32)
+    for t in range(199):
+        _, _, _, trunc, _ = vec.step(torque)
+        assert not trunc.any()
+    last_obs, _, _, trunc, _ = vec.step(torque)
+    assert trunc.all()
+    obs, rewards, term, trunc, _ = vec.step(torque)          # NEXT_STEP: the reset step
+    assert not (term | trunc).any() and np.all(rewards == 0) and not np.array_equal(obs, last_obs)
+    assert np.all(vec.steps == 0) and np.all(np.abs(vec.state) <= [[np.pi], [1.0]])
+    with pytest.raises(ValueError, match="torques expected"):
+        vec.step(np.zeros(3, np.float32))
+
+
+def test_make_vec_env_builds_our_pendulum_vector_env_from_4_envs_and_its_state_round_trips():
+    assert isinstance(envs.make_vec_env("Pendulum-v1", 2, seed=0).unwrapped, gym.vector.SyncVectorEnv)
+    original = envs.make_vec_env("Pendulum-v1", 4, seed=0)
+    assert isinstance(original.unwrapped, PendulumVectorEnv) and original.unwrapped.max_episode_steps == 200
+    rng = np.random.default_rng(0)
+    original.reset(seed=7)
+    for _ in range(200):
+        original.step(rng.uniform(-2, 2, size=(4, 1)).astype(np.float32))
+    state = envs.env_state(original)
+    assert bool(state["exact"])
+    restored = envs.make_vec_env("Pendulum-v1", 4, seed=0)
+    restored.reset(seed=999)
+    assert envs.load_env_state(restored, state)
+    for _ in range(250):
+        action = rng.uniform(-2, 2, size=(4, 1)).astype(np.float32)
+        for a, b in zip(original.step(action)[:4], restored.step(action)[:4]):
+            np.testing.assert_array_equal(a, b)
 
 
 EPS = 1e-8  # NormalizeObservation's default epsilon

@@ -14,6 +14,7 @@ from agents.rundir import RunDir
 from rlnn.checkpoint import flatten
 from agents.dqn import DQNConfig
 from agents.pg import PGConfig
+from agents.ppo import PPOConfig
 from agents.random import RandomAgent, RandomConfig
 from agents.logger import EVENT_FILE_PREFIX
 from agents.loop import TrainingDiverged, train
@@ -119,14 +120,17 @@ def test_same_seed_same_run(small_run, algo):
     assert pa.keys() == pb.keys() and all(np.array_equal(pa[k], pb[k]) for k in pa)
 
 
-@pytest.mark.parametrize("algo,num_envs,agent_cfg", [("random", 4, None), ("pg", 4, None), ("dqn", 1, None),
-                                                     ("pg", 4, PGConfig(clip_coef=0.2, rollout_steps=32)),
-                                                     ("dqn", 2, DQNConfig(n_step=3))])
-def test_resume_equals_uninterrupted_bit_for_bit(small_run, algo, num_envs, agent_cfg):
+@pytest.mark.parametrize("algo,num_envs,agent_cfg,env_id", [
+    ("random", 4, None, "CartPole-v1"), ("pg", 4, None, "CartPole-v1"), ("dqn", 1, None, "CartPole-v1"),
+    ("ppo", 4, PPOConfig(rollout_steps=32), "CartPole-v1"), ("dqn", 2, DQNConfig(n_step=3), "CartPole-v1"),
+    ("pg", 2, PGConfig(baseline="none", rollout_steps=100), "Pendulum-v1"),
+    ("ppo", 4, PPOConfig(rollout_steps=64), "Pendulum-v1")])
+def test_resume_equals_uninterrupted_bit_for_bit(small_run, algo, num_envs, agent_cfg, env_id):
     # Stop at 1,500 steps, resume until 3,000: same parameters and returns as 3,000 steps at once.
-    cfg = small_run(seed=1, num_envs=num_envs, total_steps=3_000, checkpoint_every=700, eval_every=900)
+    cfg = small_run(seed=1, num_envs=num_envs, total_steps=3_000, checkpoint_every=700, eval_every=900, env_id=env_id)
     whole = train(algo, cfg, agent_cfg, run_dir=cfg.logdir + "/whole", console=False)
-    half_cfg = small_run(seed=1, num_envs=num_envs, total_steps=1_500, checkpoint_every=700, eval_every=900)
+    half_cfg = small_run(seed=1, num_envs=num_envs, total_steps=1_500, checkpoint_every=700, eval_every=900,
+                         env_id=env_id)
     half = train(algo, half_cfg, agent_cfg, run_dir=cfg.logdir + "/split", console=False)
     resumed = train(algo, cfg, agent_cfg, run_dir=half.run_dir, resume=True, console=False)
     assert resumed.step == whole.step

@@ -116,18 +116,18 @@ def test_histograms_of_weights_grads_and_outputs_are_written(tmp_path):
             "network/relu/layer2/update_ratio", "network/tanh/layer1/grad_norm"} <= scalars
 
 
-@pytest.mark.parametrize("algo,activation,clip_coef", [("pg", "tanh", 0.0), ("dqn", "relu", None),
-                                                       ("pg", "tanh", 0.2)])
-def test_check_gradients_passes_and_flips_when_a_gradient_is_wrong(algo, activation, clip_coef, capsys, monkeypatch):
+@pytest.mark.parametrize("algo,env,activation", [("pg", "CartPole-v1", "tanh"), ("dqn", "CartPole-v1", "relu"),
+                                                 ("ppo", "CartPole-v1", "tanh"), ("ppo", "Pendulum-v1", "tanh")])
+def test_check_gradients_passes_and_flips_when_a_gradient_is_wrong(algo, env, activation, capsys, monkeypatch):
     from experiments.cli import main
     from rlnn import activations
 
-    extra = [] if clip_coef is None else ["--set", f"agent.clip_coef={clip_coef}"]    # REINFORCE or PPO
-    argv = ["check-gradients", "--algo", algo, "--set", f"agent.activation={activation}", "--batch-size", "16", *extra]
+    argv = ["check-gradients", "--algo", algo, "--env", env, "--set", f"agent.activation={activation}",
+            "--batch-size", "16"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "layer1" in out and "layer3" in out and "OK: worst error" in out
-    assert ("clipped_surrogate" in out) == bool(clip_coef)
+    assert ("clipped_surrogate" in out) == (algo == "ppo") and ("log_std" in out) == (env == "Pendulum-v1")
 
     cls = type(activations.get(activation))
     right = cls.df_from_output
@@ -140,3 +140,34 @@ def test_check_gradients_passes_and_flips_when_a_gradient_is_wrong(algo, activat
     monkeypatch.setattr(cls, "df_from_output", off_by_ten_percent)
     assert main(argv) == 1
     assert "FAILED: worst error" in capsys.readouterr().out
+
+
+def test_check_gradients_checks_the_log_std_of_a_gaussian_policy(capsys, monkeypatch):
+    from agents.heads import DiagonalGaussian
+    from experiments.cli import main
+
+    argv = ["check-gradients", "--algo", "pg", "--env", "Pendulum-v1", "--batch-size", "16"]
+    right = DiagonalGaussian.log_prob_backward
+
+    def log_std_gradient_off_by_ten_percent(self, dlogp):
+        dmean, dlog_std = right(self, dlogp)
+        return dmean, dlog_std * 1.1
+
+    monkeypatch.setattr(DiagonalGaussian, "log_prob_backward", log_std_gradient_off_by_ten_percent)
+    assert main(argv) == 1
+    failed = [line for line in capsys.readouterr().out.splitlines() if "log_std" in line]
+    assert len(failed) == 1 and float(failed[0].split()[-2]) > 1e-3
+
+
+def test_a_gaussian_policys_means_are_drawn_and_its_std_logged(tmp_path):
+    from agents.loop import RunConfig, train
+    from agents.ppo import PPOConfig
+
+    run = RunConfig(env_id="Pendulum-v1", total_steps=512, num_envs=2, eval_episodes=0, network_log_every=256,
+                    log_every=128, logdir=str(tmp_path))
+    result = train("ppo", run, PPOConfig(rollout_steps=64, hidden_sizes=[8], value_hidden_sizes=[8]), console=False)
+    acc = accumulator(result.run_dir)
+    assert "network/policy/means/dim0" in acc.Tags()["histograms"]
+    assert "network/value/outputs" in acc.Tags()["histograms"]
+    std = [e.value for e in acc.Scalars("charts/action_std")]
+    assert std and all(0.5 < s < 2.0 for s in std)       # exp(log_std), started at exp(0) = 1

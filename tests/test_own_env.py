@@ -126,7 +126,9 @@ def test_predict_sampling_does_not_change_what_learn_trains(tmp_path):
     half = agents.train("pg", total_steps=600, logdir=str(tmp_path / "b"), quiet=True, set=SHORT)
     for _ in range(5):
         half.predict(np.zeros(4))                              # draws from the policy, not the run's stream
-    assert half.learn(600, quiet=True) is half and half.step == whole.step
+    # learn(n) trains n more steps, as SB3's learn(n, reset_num_timesteps=False); the loop steps all envs at
+    # once, so "the same run" is: to the step where the uninterrupted one stopped.
+    assert half.learn(whole.step - half.step, quiet=True) is half and half.step == whole.step
     np.testing.assert_array_equal(half.agent.policy.flat_params, whole.agent.policy.flat_params)
     split = {e.step: e.mean for e in half.evals}              # and one more: the first session's final one
     assert {e.step: e.mean for e in whole.evals}.items() <= split.items()

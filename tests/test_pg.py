@@ -1,16 +1,17 @@
-"""Policy gradient: the REINFORCE loss gradient, advantages over vector rollouts (reset rows,
-truncation, carried-over episodes), sampling, exact state round trip and a short learning run."""
+"""Policy gradient: the REINFORCE loss gradient (softmax and Gaussian policies), advantages over vector
+rollouts (reset rows, truncation, carried-over episodes), sampling, exact state round trip and short
+learning runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import train_preset_briefly
 
 import rlnn
 from agents import config as cfgmod
 from agents.base import EnvInfo
-from agents.loop import RunConfig, train
-from agents.pg import PGAgent, PGConfig, clipped_surrogate
+from agents.pg import PGAgent, PGConfig
 from agents.returns import gae, reward_to_go
 from rlnn.checkpoint import load_tree, save_tree
 
@@ -67,77 +68,58 @@ def test_policy_loss_gradient_matches_finite_differences():
     assert value == pytest.approx(expected, rel=1e-10)
 
 
-def _surrogate_case(rows=40, seed=0):
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(rows, 3))
-    actions = rng.integers(0, 3, size=rows)
-    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-    # Old log-probabilities 0.5 away on two rows in three: ratios e^-0.5 and e^0.5, past a 0.2 clip.
-    old = logp[np.arange(rows), actions] + rng.choice([-0.5, 0.0, 0.5], size=rows)
-    return logits, actions, old, rng.normal(size=rows)
+BOX = EnvInfo(4, 0, 2, action_dim=2, action_low=(-1.0, 0.0), action_high=(1.0, 3.0))
 
 
-def test_clipped_surrogate_gradient_matches_finite_differences():
-    logits, actions, old, adv = _surrogate_case()
-    loss, grad, clipfrac, _ = clipped_surrogate(logits, actions, old, adv, 0.2)
-    z = logits.copy()
-    numeric = np.zeros_like(z)
-    for i in np.ndindex(z.shape):
-        z[i] += 1e-6
-        up = clipped_surrogate(z, actions, old, adv, 0.2)[0]
-        z[i] -= 2e-6
-        down = clipped_surrogate(z, actions, old, adv, 0.2)[0]
-        z[i] += 1e-6
-        numeric[i] = (up - down) / 2e-6
-    assert np.abs(grad - numeric).max() < 1e-8
-    # The loss itself: -mean min(r A, clip(r) A), and the rows past the clip are counted.
-    ratio = np.exp(np.log(softmax_rows(logits))[np.arange(40), actions] - old)
-    assert loss == pytest.approx(-np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv).mean(), rel=1e-12)
-    assert clipfrac == pytest.approx(np.mean(np.abs(ratio - 1) > 0.2))
-    assert 0.3 < clipfrac < 0.9
+def test_gaussian_policy_loss_gradient_matches_finite_differences_for_the_mlp_and_the_log_std():
+    agent = make_agent(dtype="float64", ent_coef=0.05, hidden_sizes=[8, 8], env=BOX)
+    agent.policy.params[-2][...] *= 30             # means of order 1
+    agent.head.flat_params[...] = [0.3, -0.4]
+    rng = np.random.default_rng(0)
+    obs, actions, adv = rng.normal(size=(10, 4)), rng.normal(size=(10, 2)) * 2, rng.normal(size=10)
+
+    def loss():
+        return agent.policy_loss(obs, actions, adv, backward=False)["losses/policy_loss"]
+
+    value = agent.policy_loss(obs, actions, adv)["losses/policy_loss"]
+    assert rlnn.gradcheck(loss, agent.policy.flat_params, agent.policy.flat_grads) < 1e-6
+    assert rlnn.gradcheck(loss, agent.head.flat_params, agent.head.flat_grads) < 1e-6
+    # -mean_i A_i log N(a_i; mu_i, sigma) - ent_coef * H, H = sum_j log sigma_j + (1 + log 2 pi) / 2 per dim
+    mu, std = agent.policy.predict(obs), np.exp(agent.head.flat_params)
+    logp = (-0.5 * ((actions - mu) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)).sum(1)
+    entropy = np.sum(np.log(std) + 0.5 * (1 + np.log(2 * np.pi)))
+    assert value == pytest.approx(-(adv * logp).mean() - 0.05 * entropy, rel=1e-10)
 
 
-def softmax_rows(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+def test_a_box_policy_gives_the_env_clipped_actions_and_learns_from_the_unclipped_sample():
+    agent = make_agent(env=BOX, rollout_steps=2, log_std_init=1.0)
+    obs = np.zeros((2, 4), np.float32)
+    given = agent.act(obs)
+    sampled = agent._sampled
+    assert given.shape == (2, 2) and np.all(given >= [-1, 0]) and np.all(given <= [1, 3])
+    assert not np.array_equal(given, sampled)             # std e: some of the draws fall outside the box
+    agent.observe(obs, given, np.ones(2), obs, np.zeros(2, bool), np.zeros(2, bool), np.ones(2, bool))
+    assert np.array_equal(agent.rollout.actions[0], sampled)
+    other = np.full((2, 2), 0.5, np.float32)             # not what act() returned: stored as given
+    agent.observe(obs, other, np.ones(2), obs, np.zeros(2, bool), np.zeros(2, bool), np.ones(2, bool))
+    assert np.array_equal(agent.rollout.actions[1], other)
+    state = agent.rng.bit_generator.state
+    greedy = agent.act(np.ones((2, 4), np.float32), greedy=True)
+    assert np.array_equal(greedy, np.clip(agent.policy.predict(np.ones((2, 4), np.float32)), [-1, 0], [1, 3]))
+    assert agent.rng.bit_generator.state == state
 
 
-def test_clipped_surrogate_is_reinforce_at_ratio_one_and_stops_past_the_clip():
-    logits, actions, _, adv = _surrogate_case()
-    rows = np.arange(40)
-    logp = np.log(softmax_rows(logits))[rows, actions]
-    _, grad, clipfrac, kl = clipped_surrogate(logits, actions, logp, adv, 0.2)
-    _, reinforce = rlnn.losses.softmax_cross_entropy(logits, actions, weights=adv)
-    assert np.allclose(grad, reinforce, atol=1e-14) and clipfrac == 0 and kl == pytest.approx(0, abs=1e-14)
-    # The ratio moved past 1 + eps where A > 0 (or below 1 - eps where A < 0): no more pull on that row;
-    # moved the other way, the row still pulls back.
-    past = np.where(adv > 0, logp - 0.5, logp + 0.5)
-    _, grad, _, _ = clipped_surrogate(logits, actions, past, adv, 0.2)
-    assert np.all(grad == 0)
-    behind = np.where(adv > 0, logp + 0.5, logp - 0.5)
-    _, grad, _, _ = clipped_surrogate(logits, actions, behind, adv, 0.2)
-    assert np.all(np.abs(grad).sum(1) > 0)
-
-
-def test_clipped_update_takes_epochs_of_minibatch_steps_and_checks_gradients():
-    agent = make_agent(clip_coef=0.2, update_epochs=3, num_minibatches=4, rollout_steps=8, hidden_sizes=[8],
-                       value_hidden_sizes=[8], dtype="float64", lr=0.1,
+def test_positive_advantage_moves_the_gaussian_mean_toward_the_action():
+    agent = make_agent(lr=1e-2, max_grad_norm=0.0, baseline="none", normalize_advantages=False, rollout_steps=1,
+                       env=EnvInfo(4, 0, 1, action_dim=2, action_low=(-1.0, -1.0), action_high=(1.0, 1.0)),
                        lr_schedule="constant")
-    rng = np.random.default_rng(1)
-    for _ in range(8):
-        obs = rng.normal(size=(2, 4))
-        agent.observe(obs, agent.act(obs), np.ones(2), obs, np.zeros(2, bool), np.zeros(2, bool), np.ones(2, bool))
-    metrics = agent.learn(step=16)
-    assert agent.policy_opt.step_count == agent.value_opt.step_count == 3 * 4
-    assert {"losses/clipfrac", "losses/approx_kl", "losses/explained_variance"} <= metrics.keys()
-    assert metrics["losses/clipfrac"] > 0            # later minibatches see a policy moved by earlier ones (lr 0.1)
-    batch = {"obs": rng.normal(size=(10, 4)), "actions": rng.integers(0, 2, 10), "rewards": np.ones(10),
-             "terminated": np.eye(10, dtype=bool)[4], "truncated": np.zeros(10, bool)}
-    checks = agent.gradient_checks(batch)
-    assert {"policy_loss", "clipped_surrogate", "value_loss"} <= checks.keys()
-    for net, closure in checks.values():
-        closure()
-        assert rlnn.gradcheck(closure, net.flat_params, net.flat_grads.copy()) < 1e-6
+    obs = np.ones((1, 4), np.float32)
+    before, action = agent.policy.predict(obs)[0], np.array([[0.5, -0.5]], np.float32)
+    agent.observe(obs, action, np.array([1.0]), obs, np.array([True]), np.array([False]), np.array([True]))
+    assert set(agent.learn(1)) >= METRICS | {"charts/action_std"}
+    after = agent.policy.predict(obs)[0]
+    assert np.all(np.abs(after - action[0]) < np.abs(before - action[0]))
+    assert np.all(agent.head.flat_params < 0)      # |a - mu| < sigma: the std shrinks toward the action
 
 
 def test_positive_advantage_makes_the_action_more_likely():
@@ -233,6 +215,7 @@ def test_sampling_follows_the_softmax_and_greedy_takes_the_argmax():
 
 
 def _same_future(a, b, n_envs, steps=40, seed=3):
+    """Both agents act, observe and learn alike on the same random transitions, and end with equal networks."""
     r = np.random.default_rng(seed)
     for t in range(steps):
         obs = r.normal(size=(n_envs, 4)).astype(np.float32)
@@ -240,16 +223,20 @@ def _same_future(a, b, n_envs, steps=40, seed=3):
         term = r.random(n_envs) < 0.1
         act_a, act_b = a.act(obs, t), b.act(obs, t)
         assert np.array_equal(act_a, act_b)
-        for agent in (a, b):
-            agent.observe(obs, act_a, np.ones(n_envs), nxt, term, np.zeros(n_envs, bool), np.ones(n_envs, bool))
+        for agent, act in ((a, act_a), (b, act_b)):
+            agent.observe(obs, act, np.ones(n_envs), nxt, term, np.zeros(n_envs, bool), np.ones(n_envs, bool))
         assert a.learn(t) == b.learn(t)
     for name, net in a.networks().items():
         assert np.array_equal(net.flat_params, b.networks()[name].flat_params)
+    assert np.array_equal(a.head.flat_params, b.head.flat_params)
 
 
-@pytest.mark.parametrize("baseline", ["value", "none"])
-def test_state_dict_round_trip_through_a_checkpoint_file(tmp_path, baseline):
-    kw = dict(baseline=baseline, rollout_steps=8, env=EnvInfo(4, 2, 3))
+BOX3 = EnvInfo(4, 0, 3, action_dim=2, action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
+
+
+@pytest.mark.parametrize("baseline,env", [("value", EnvInfo(4, 2, 3)), ("none", EnvInfo(4, 2, 3)), ("none", BOX3)])
+def test_state_dict_round_trip_through_a_checkpoint_file(tmp_path, baseline, env):
+    kw = dict(baseline=baseline, rollout_steps=8, env=env)
     a = make_agent(seed=0, **kw)
     _same_future(a, make_agent(seed=0, **kw), 3, steps=0)
     r = np.random.default_rng(0)
@@ -281,9 +268,6 @@ def test_config_validation_and_preset():
 
 def test_learns_cartpole_quickly(tmp_path):
     # The CartPole preset's agent on a short budget: well above the random agent's ~22 by 12,000 steps.
-    cfg = cfgmod.build("pg", "CartPole-v1")
-    run = RunConfig(total_steps=12_000, num_envs=cfg.run.num_envs, eval_every=12_000, eval_episodes=5,
-                    checkpoint_every=10**6, log_every=2_000, logdir=str(tmp_path))
-    result = train("pg", run, cfg.agent, console=False)
+    result = train_preset_briefly("pg", "CartPole-v1", 12_000, str(tmp_path))
     last = [r for _, r in result.episode_returns[-20:]]
     assert result.evals[-1].mean > 60 or np.mean(last) > 60, (result.evals, last)

@@ -17,7 +17,7 @@ PRESETS = config.presets()
 def test_preset_trains_briefly_with_finite_losses(name, tmp_path):
     doc = PRESETS[name]
     sets = {"run.eval_episodes": 2, "run.eval_every": 1_000, "run.log_every": 250}
-    if doc["algo"] == "pg":     # a rollout short enough for updates within the 2k steps (LunarLander's is 16k)
+    if doc["algo"] in ("pg", "ppo"):     # a rollout short enough for updates within the 2k steps (LunarLander's is 16k)
         sets["agent.rollout_steps"] = min(doc["agent"].get("rollout_steps", 64), 32)
     cfg = config.build(doc["algo"], doc["run"]["env_id"], sets=sets,
                        overrides={"total_steps": 2_000, "logdir": str(tmp_path)})

@@ -1,0 +1,156 @@
+"""Time to threshold: an rlnn preset against Stable-Baselines3 with the RL-Zoo's hyperparameters, one run at a time.
+
+    python experiments/bench_vs_sb3.py --algo ppo --env Pendulum-v1 --seeds 0-4 --sb3-python /path/to/python
+
+Per seed, one after the other: rlnn's preset for (algo, env) in this Python, then SB3's same algorithm with
+the zoo's hyperparameters (``ZOO``) in ``--sb3-python`` (a Python with stable-baselines3 and torch on the
+CPU, one torch thread). Both evaluate greedily (SB3: ``deterministic=True``) with 10 episodes every
+``run.eval_every`` env steps of the rlnn preset and stop at the first evaluation whose mean reaches the
+threshold (``experiments.report.reward_threshold``, e.g. -200 for Pendulum-v1) or at the preset's budget.
+Seconds are wall clock from the start of training to the end of that evaluation, evaluations included.
+Prints per seed the env steps and seconds to the threshold of both, then the medians and their ratio.
+
+Stable-Baselines3 is imported only in the child process that runs its side (``--side sb3``, started with
+``--sb3-python``), so this file imports without it; rlnn is imported only on rlnn's side, so the SB3 Python
+needs neither rlnn nor its dependencies beyond gymnasium. Run it under the heavy-job lock: timings of two
+jobs sharing the cores mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# rl-baselines3-zoo hyperparams/<algo>.yml: n_envs, n_timesteps and the algorithm's keyword arguments.
+ZOO = {
+    ("ppo", "Pendulum-v1"): {"n_envs": 4, "n_timesteps": 100_000, "kwargs": {
+        "n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0,
+        "learning_rate": 1e-3, "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4}},
+}
+EVAL_EPISODES = 10
+
+
+def rlnn_side(algo: str, env_id: str, seed: int, threshold: float) -> dict:
+    """Train rlnn's preset until an evaluation reaches ``threshold``: env steps and seconds to it."""
+    if __package__ in (None, ""):
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import experiments  # noqa: F401  (first: one BLAS thread)
+    import agents
+
+    run = agents.train(algo, env=env_id, seed=seed, logdir=tempfile.mkdtemp(prefix="bench_vs_sb3_"), quiet=True,
+                       set={"run.stop_at_eval_return": threshold, "run.eval_episodes": EVAL_EPISODES})
+    solved = next((e for e in run.evals if e.mean >= threshold), None)
+    return {"steps": solved.step if solved else None, "seconds": solved.elapsed if solved else None,
+            "budget": run.config.run.total_steps, "eval_every": run.config.run.eval_every}
+
+
+def sb3_side(algo: str, env_id: str, seed: int, threshold: float, eval_every: int, budget: int) -> dict:
+    """Train SB3's ``algo`` with the zoo's hyperparameters until an evaluation reaches ``threshold``."""
+    import stable_baselines3
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    torch.set_num_threads(1)
+    zoo = ZOO[(algo, env_id)]
+    env = make_vec_env(env_id, n_envs=zoo["n_envs"], seed=seed)
+    eval_env = make_vec_env(env_id, n_envs=EVAL_EPISODES, seed=10_000 + seed)
+    model = getattr(stable_baselines3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", **zoo["kwargs"])
+    found: dict = {}
+
+    class EvaluateEvery(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0, self.next_eval = time.perf_counter(), eval_every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next_eval:
+                return True
+            self.next_eval += eval_every
+            mean, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+            if mean >= threshold:
+                found.update(steps=self.num_timesteps, seconds=time.perf_counter() - self.t0)
+                return False
+            return True
+
+    model.learn(total_timesteps=budget, callback=EvaluateEvery())
+    return {"steps": found.get("steps"), "seconds": found.get("seconds")}
+
+
+def run_sb3(python: str, algo: str, env_id: str, seed: int, threshold: float, eval_every: int, budget: int) -> dict:
+    out = subprocess.run([python, os.path.abspath(__file__), "--side", "sb3", "--algo", algo, "--env", env_id,
+                          "--seeds", str(seed), "--threshold", str(threshold), "--eval-every", str(eval_every),
+                          "--budget", str(budget)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the SB3 side failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def seeds_of(text: str) -> list[int]:
+    if "-" in text:
+        low, high = text.split("-")
+        return list(range(int(low), int(high) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def fmt(value, spec: str) -> str:
+    return "not reached" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", default="ppo")
+    p.add_argument("--env", default="Pendulum-v1")
+    p.add_argument("--seeds", default="0-4", help="A-B or a list like 1,4,7")
+    p.add_argument("--sb3-python", help="a Python with stable-baselines3 and torch")
+    p.add_argument("--threshold", type=float, help="default: experiments.report.reward_threshold of the env")
+    p.add_argument("--side", choices=["sb3"], help=argparse.SUPPRESS)
+    p.add_argument("--eval-every", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--budget", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.side == "sb3":
+        print(json.dumps(sb3_side(args.algo, args.env, int(args.seeds), args.threshold, args.eval_every, args.budget)))
+        return 0
+    if (args.algo, args.env) not in ZOO:
+        p.error(f"no zoo hyperparameters for {args.algo} on {args.env}: known {', '.join(map(str, ZOO))}")
+    if not args.sb3_python:
+        p.error("--sb3-python is required: a Python with stable-baselines3 and torch")
+    if args.threshold is None:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from experiments.report import reward_threshold
+
+        args.threshold = reward_threshold(args.env)
+    rows = []
+    for seed in seeds_of(args.seeds):
+        ours = rlnn_side(args.algo, args.env, seed, args.threshold)
+        theirs = run_sb3(args.sb3_python, args.algo, args.env, seed, args.threshold, ours["eval_every"], ours["budget"])
+        rows.append((seed, ours, theirs))
+        print(f"  seed {seed}: rlnn {fmt(ours['seconds'], '.2f')} s, SB3 {fmt(theirs['seconds'], '.2f')} s",
+              file=sys.stderr, flush=True)
+    print(f"\n{args.algo} on {args.env}: first greedy evaluation ({EVAL_EPISODES} episodes, every "
+          f"{rows[0][1]['eval_every']:,} env steps) >= {args.threshold:g}, budget {rows[0][1]['budget']:,} steps; "
+          f"rlnn's preset against SB3 with the zoo's hyperparameters {ZOO[(args.algo, args.env)]}\n")
+    print("| seed | rlnn steps | rlnn seconds | SB3 steps | SB3 seconds |")
+    print("|---|---|---|---|---|")
+    for seed, ours, theirs in rows:
+        print(f"| {seed} | {fmt(ours['steps'], ',')} | {fmt(ours['seconds'], '.2f')} | {fmt(theirs['steps'], ',')} | "
+              f"{fmt(theirs['seconds'], '.2f')} |")
+    medians = {}
+    for side, col in (("rlnn", 1), ("SB3", 2)):
+        reached = [r[col]["seconds"] for r in rows if r[col]["seconds"] is not None]
+        medians[side] = statistics.median(reached) if reached else None
+        print(f"\n{side}: reached on {len(reached)}/{len(rows)}; median seconds {fmt(medians[side], '.2f')}", end="")
+    if medians["rlnn"] and medians["SB3"]:
+        print(f"\nSB3 / rlnn, medians: {medians['SB3'] / medians['rlnn']:.1f}x")
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
