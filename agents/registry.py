@@ -12,6 +12,7 @@ ALGOS = {
     "random": "agents.random:RandomConfig:RandomAgent",
     "pg": "agents.pg:PGConfig:PGAgent",
     "dqn": "agents.dqn:DQNConfig:DQNAgent",
+    "sac": "agents.sac:SACConfig:SACAgent",
 }
 
 

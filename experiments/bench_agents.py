@@ -75,7 +75,7 @@ def _q(x: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", required=True, choices=["pg", "dqn"])
+    p.add_argument("--algo", required=True, choices=[a for a in agents.ALGOS if a != "random"])
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--seeds", default="0-9", help="N (seeds 0..N-1), A-B, or a list like 1,4,7 (default 0-9)")
     p.add_argument("--workers", type=int, default=1)
