@@ -194,8 +194,8 @@ class SACAgent(Agent):
 
     def actor_loss_and_grad(self, obs: np.ndarray, noise: np.ndarray, alpha: float) -> tuple[float, np.ndarray]:
         """(mean(alpha log pi(a~|s) - min_i Q_i(s, a~)), log pi(a~|s) (B,)) with a~ = a~(s, noise); its
-        gradient w.r.t. the actor's parameters is left in ``actor.flat_grads`` (overwritten). The
-        critics' ``flat_grads`` are overwritten too (by the backward that gives dQ/da~)."""
+        gradient w.r.t. the actor's parameters is left in ``actor.flat_grads`` (overwritten); the critics
+        are held fixed (their backward gives dQ/da~ alone and leaves their ``flat_grads`` alone)."""
         B, d = len(obs), self.env_info.obs_dim
         actions, log_probs = self.head.sample(self.actor.forward(obs), noise)
         sa = np.concatenate((obs, actions), axis=1, out=self._pi_sa if B == len(self._pi_sa) else None)
@@ -207,7 +207,7 @@ class SACAgent(Agent):
         d_min = self.dtype.type(-1.0 / B)
         d_q1 = np.where(first, d_min, self.dtype.type(0.0))[:, None]
         d_q2 = np.where(first, self.dtype.type(0.0), d_min)[:, None]
-        d_actions = (self.q1.backward(d_q1, accumulate=False)[:, d:] + self.q2.backward(d_q2, accumulate=False)[:, d:])
+        d_actions = self.q1.backward(d_q1, param_grads=False)[:, d:] + self.q2.backward(d_q2, param_grads=False)[:, d:]
         d_log_probs = np.full(B, alpha / B, self.dtype)  # dL/dlog pi
         d_out = self.head.backward(d_actions, d_log_probs)   # through tanh and the log-det correction
         self.actor.backward(d_out, input_grad=False, accumulate=False)
