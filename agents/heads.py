@@ -59,6 +59,10 @@ class SquashedGaussian:
     def log_std(self, raw: np.ndarray) -> np.ndarray:
         return LOG_STD_MIN + self._half_range * (np.tanh(raw) + 1.0)
 
+    def raw_log_std(self, log_std: float) -> float:
+        """The raw output whose log-std is ``log_std`` (the inverse of ``log_std``; inside the bounds)."""
+        return float(np.arctanh((log_std - LOG_STD_MIN) / self._half_range - 1.0))
+
     def mode(self, out: np.ndarray) -> np.ndarray:
         """The greedy action: the squashed mean, scaled into the Box (no noise)."""
         return np.tanh(out[..., :self.dim]) * self.scale + self.offset

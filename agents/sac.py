@@ -39,7 +39,7 @@ import numpy as np
 
 from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_choice, check_network,
                          check_positive, check_range, rng_state, set_rng_state)
-from agents.heads import SquashedGaussian
+from agents.heads import LOG_STD_MAX, LOG_STD_MIN, SquashedGaussian
 from agents.replay import ReplayBuffer
 from rlnn import MLP, losses, optim, schedules
 
@@ -66,6 +66,7 @@ class SACConfig:
     autotune: bool = True                 # learn the entropy temperature alpha
     alpha: float = 1.0                    # the temperature: fixed, or autotune's starting value
     target_entropy: float | None = None   # autotune's target entropy; None: -dim(A)
+    log_std_init: float | None = None     # the actor's starting log-std (its output bias); None: the bias is 0
     checkpoint_replay_buffer: bool = True
 
     def validate(self) -> None:
@@ -77,6 +78,8 @@ class SACConfig:
         check_at_least(self, ("buffer_size", "batch_size", "train_freq", "gradient_steps", "lr_anneal_steps"), 1)
         check_at_least(self, ("learning_starts", "lr_end"), 0)
         check_positive(self, ("lr", "adam_eps", "alpha"))
+        if self.log_std_init is not None and not LOG_STD_MIN < self.log_std_init < LOG_STD_MAX:
+            raise ValueError(f"agent.log_std_init = {self.log_std_init}: must be in ({LOG_STD_MIN:g}, {LOG_STD_MAX:g})")
 
 
 class SACAgent(Agent):
@@ -94,6 +97,8 @@ class SACAgent(Agent):
         self.q1, self.q2 = make([d + m, *c.hidden_sizes, 1]), make([d + m, *c.hidden_sizes, 1])
         self.q1_target, self.q2_target = self.q1.copy(), self.q2.copy()
         self.head = SquashedGaussian(env_info.action_low, env_info.action_high, self.dtype)
+        if c.log_std_init is not None:      # exploration from the start: the log-std outputs' bias
+            self.actor.biases[-1][m:] = self.head.raw_log_std(c.log_std_init)
         adam = lambda net: optim.Adam(net.flat_params, net.flat_grads, lr=c.lr, eps=c.adam_eps)  # noqa: E731
         self.actor_opt, self.q1_opt, self.q2_opt = adam(self.actor), adam(self.q1), adam(self.q2)
         self.log_alpha = np.array([math.log(c.alpha)])             # float64: a scalar, optimized by Adam too

@@ -226,3 +226,11 @@ def test_resume_equals_uninterrupted_bit_for_bit(small_run, num_envs):
     for key in pw:
         assert np.array_equal(pw[key], pr[key]), key
     assert _returns(whole.run_dir) == _returns(resumed.run_dir)
+
+
+def test_log_std_init_sets_the_starting_spread():
+    agent = _agent(BOX2, log_std_init=1.0)
+    out = agent.actor.predict(np.zeros((1, 5)))
+    np.testing.assert_allclose(agent.head.log_std(out[:, 2:]), 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"agent.log_std_init = 2.5: must be in \(-5, 2\)"):
+        _agent(BOX2, log_std_init=2.5)
