@@ -43,10 +43,13 @@ class Run:
     env_state: dict[str, np.ndarray] = field(default_factory=dict, repr=False)   # for frozen normalization
 
     def predict(self, obs: Any) -> int | np.ndarray:
-        """The greedy action for one observation (an int), or for a batch (rows) of them (an array)."""
+        """The greedy action for one observation (an int, or a vector for a Box action space), or for a
+        batch (rows) of them (an array)."""
         x = np.asarray(obs, dtype=np.float64)
         actions = self.agent.act(np.atleast_2d(x), self.step, greedy=True)
-        return int(actions[0]) if x.ndim == 1 else actions
+        if x.ndim == 1:
+            return int(actions[0]) if self.agent.env_info.discrete else actions[0]
+        return actions
 
     def evaluate(self, episodes: int = 20, seed: int = 12345) -> np.ndarray:
         """Greedy returns of ``episodes`` episodes on fresh envs (observation normalization frozen)."""

@@ -234,3 +234,15 @@ def test_log_std_init_sets_the_starting_spread():
     np.testing.assert_allclose(agent.head.log_std(out[:, 2:]), 1.0, atol=1e-12)
     with pytest.raises(ValueError, match=r"agent.log_std_init = 2.5: must be in \(-5, 2\)"):
         _agent(BOX2, log_std_init=2.5)
+
+
+def test_the_script_api_predicts_action_vectors(tmp_path):
+    import agents
+
+    run = agents.train("sac", env="Pendulum-v1", seed=0, total_steps=400, logdir=str(tmp_path), quiet=True,
+                       set={"run.eval_episodes": 2, "agent.batch_size": 32, "agent.hidden_sizes": [16, 16]})
+    obs = np.random.default_rng(0).normal(size=(5, 3))
+    one, batch = run.predict(obs[0]), run.predict(obs)
+    assert one.shape == (1,) and batch.shape == (5, 1) and np.abs(batch).max() <= 2.0
+    np.testing.assert_array_equal(one, batch[0])
+    np.testing.assert_array_equal(agents.load(run.run_dir).predict(obs), batch)
