@@ -24,7 +24,7 @@ CleanRL samples again after the actor step). Each update is SB3's ``SAC.train`` 
 first, and the actor loss reads the stepped critics.
 
 Schedules are in env steps: uniform random actions until ``learning_starts`` env steps (then also the
-first gradient step), a training round of ``gradient_steps`` gradient steps every ``train_freq`` env
+first gradient step; ``uniform_warmup = false`` acts with the initial policy instead), a training round of ``gradient_steps`` gradient steps every ``train_freq`` env
 steps (with N envs a loop iteration brings N steps and the round takes all the gradient steps due),
 learning rate constant or linear from ``lr`` to ``lr_end`` over ``lr_anneal_steps``. A truncated
 transition bootstraps (the buffer stores it with terminated=False), a terminated one does not.
@@ -60,7 +60,9 @@ class SACConfig:
     adam_eps: float = 1e-8
     buffer_size: int = 1_000_000
     batch_size: int = 256
-    learning_starts: int = 100            # env steps of uniform random actions before the first gradient step
+    learning_starts: int = 100            # env steps before the first gradient step
+    uniform_warmup: bool = True           # act uniformly at random until learning_starts (SB3, CleanRL); false:
+                                          # with the initial policy (its own exploration, e.g. log_std_init)
     train_freq: int = 1                   # env steps between training rounds
     gradient_steps: int = 1               # gradient steps per training round
     autotune: bool = True                 # learn the entropy temperature alpha
@@ -125,7 +127,7 @@ class SACAgent(Agent):
         if greedy:
             return self.head.mode(self.actor.predict(obs))
         n, m = len(obs), self.env_info.action_dim
-        if step < self.config.learning_starts:
+        if step < self.config.learning_starts and self.config.uniform_warmup:
             return self.rng.uniform(self._low, self._high, size=(n, m))
         if n == 1:      # the single-observation predict path (cheaper per call)
             return self.head.action(self.actor.predict(obs[0]), self.rng.standard_normal(m)).reshape(1, m)

@@ -154,6 +154,14 @@ def test_uniform_random_actions_before_learning_starts_and_no_update():
     assert agent.updates == 4 and {"losses/qf_loss", "losses/actor_loss", "losses/alpha"} <= set(metrics)
 
 
+def test_without_uniform_warmup_the_initial_policy_acts_before_learning_starts():
+    obs = np.random.default_rng(0).normal(size=(4, 5))
+    warm = _agent(learning_starts=500, uniform_warmup=False, log_std_init=-3.0)
+    policy = _agent(learning_starts=0, log_std_init=-3.0)
+    np.testing.assert_array_equal(warm.act(obs, step=0), policy.act(obs, step=0))
+    assert np.ptp(warm.act(np.zeros((64, 5)), step=1)[:, 1]) < 0.5     # the policy's narrow spread, not uniform
+
+
 def test_the_temperature_moves_towards_the_target_entropy():
     # An entropy above the target lowers alpha; below it raises alpha.
     for target, direction in ((-10.0, -1), (10.0, 1)):
