@@ -1,17 +1,20 @@
-"""Time to threshold: rlnn's SAC preset against Stable-Baselines3's SAC with the RL-Zoo's hyperparameters.
+"""Time to threshold: an rlnn preset against Stable-Baselines3 with the RL-Zoo's hyperparameters, one run at a time.
 
-    python experiments/bench_vs_sb3.py --env Pendulum-v1 --seeds 0-2 --sb3-python /path/to/venv/bin/python
-    python experiments/bench_vs_sb3.py --env LunarLanderContinuous-v3 --seeds 0 --sb3-python ... --sb3-max-steps 500000
+    python experiments/bench_vs_sb3.py --algo ppo --env Pendulum-v1 --seeds 0-4 --sb3-python /path/to/python
 
-Per seed, one after the other, each in a fresh process with one thread (never two runs at once: they would
-share the cores and both timings would be wrong): rlnn's preset for (sac, env), then SB3's SAC with the
-zoo's settings (``ZOO`` below; torch CPU, ``torch.set_num_threads(1)``). Both stop at the first greedy
-evaluation whose mean return reaches the threshold (``--threshold``, default the registry's; Pendulum-v1
-has none: -200), evaluated the same way: ``run.eval_episodes`` deterministic episodes every
-``run.eval_every`` env steps of rlnn's preset. Seconds to threshold: rlnn's training clock at that
-evaluation (evaluation time included); SB3's wall clock from the start of ``learn`` with its evaluation
-time left out (in SB3's favour). SB3 is imported only in the SB3 process, from ``--sb3-python``'s
-environment (stable-baselines3 and torch need not be installed with rlnn).
+Per seed, one after the other: rlnn's preset for (algo, env) in this Python, then SB3's same algorithm with
+the zoo's hyperparameters (``ZOO``) in ``--sb3-python`` (a Python with stable-baselines3 and torch on the
+CPU, one torch thread). Both evaluate greedily (SB3: ``deterministic=True``) with 10 episodes every
+``run.eval_every`` env steps of the rlnn preset and stop at the first evaluation whose mean reaches the
+threshold (``experiments.report.reward_threshold``, e.g. -200 for Pendulum-v1) or at their budgets (rlnn:
+the preset's; SB3: the zoo's ``n_timesteps``).
+Seconds are wall clock from the start of training to the end of that evaluation, evaluations included.
+Prints per seed the env steps and seconds to the threshold of both, then the medians and their ratio.
+
+Stable-Baselines3 is imported only in the child process that runs its side (``--side sb3``, started with
+``--sb3-python``), so this file imports without it; rlnn is imported only on rlnn's side, so the SB3 Python
+needs neither rlnn nor its dependencies beyond gymnasium. Run it under the heavy-job lock: timings of two
+jobs sharing the cores mean nothing.
 """
 
 from __future__ import annotations
@@ -19,171 +22,157 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+class Linear:
+    """The zoo's ``lin_X`` learning rate: X times SB3's remaining-progress fraction (1 -> 0)."""
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-DEFAULT_THRESHOLDS = {"Pendulum-v1": -200.0}     # envs without a registry threshold
-# rl-baselines3-zoo hyperparams/sac.yml (the LunarLanderContinuous entry is the zoo's v2, the same env as v3);
-# every key not named is SB3's SAC default (net_arch [256, 256], batch 256, buffer 1M, tau 0.005, gamma 0.99,
-# learning_starts 100, train_freq 1, gradient_steps 1, ent_coef "auto").
+    def __init__(self, start: float):
+        self.start = start
+
+    def __call__(self, remaining: float) -> float:
+        return remaining * self.start
+
+    def __repr__(self) -> str:
+        return f"lin_{self.start:g}"
+
+
+# rl-baselines3-zoo hyperparams/<algo>.yml: n_envs, n_timesteps and the algorithm's keyword arguments. SAC: every
+# key not given is SB3's default (net_arch [256, 256], batch 256, buffer 1M, tau 0.005, gamma 0.99, learning_starts
+# 100, one gradient step per env step, ent_coef "auto"); the zoo's LunarLanderContinuous entry is for v2, the same
+# env as v3.
 ZOO = {
-    "Pendulum-v1": {"n_timesteps": 20_000, "learning_rate": 1e-3},
-    "LunarLanderContinuous-v3": {"n_timesteps": 500_000, "batch_size": 256, "learning_rate": ("lin", 7.3e-4),
-                                 "buffer_size": 1_000_000, "ent_coef": "auto", "gamma": 0.99, "tau": 0.01,
-                                 "train_freq": 1, "gradient_steps": 1, "learning_starts": 10_000,
-                                 "net_arch": [400, 300]},
+    ("ppo", "Pendulum-v1"): {"n_envs": 4, "n_timesteps": 100_000, "kwargs": {
+        "n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0,
+        "learning_rate": 1e-3, "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4}},
+    ("sac", "Pendulum-v1"): {"n_envs": 1, "n_timesteps": 20_000, "kwargs": {"learning_rate": 1e-3}},
+    ("sac", "LunarLanderContinuous-v3"): {"n_envs": 1, "n_timesteps": 500_000, "kwargs": {
+        "batch_size": 256, "learning_rate": Linear(7.3e-4), "buffer_size": 1_000_000, "ent_coef": "auto",
+        "gamma": 0.99, "tau": 0.01, "train_freq": 1, "gradient_steps": 1, "learning_starts": 10_000,
+        "policy_kwargs": {"net_arch": [400, 300]}}},
 }
+EVAL_EPISODES = 10
 
 
-# ------------------------------------------------------------------------ the two sides, one process each
-def run_rlnn(env: str, seed: int, threshold: float) -> dict:
-    import experiments  # noqa: F401  (one BLAS thread)
+def rlnn_side(algo: str, env_id: str, seed: int, threshold: float) -> dict:
+    """Train rlnn's preset until an evaluation reaches ``threshold``: env steps and seconds to it."""
+    if __package__ in (None, ""):
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import experiments  # noqa: F401  (first: one BLAS thread)
     import agents
 
-    run = agents.train("sac", env=env, seed=seed, set={"run.stop_at_eval_return": threshold},
-                       logdir=tempfile.mkdtemp(prefix="bench_vs_sb3_"), quiet=True)
-    evals = [(e.step, e.elapsed, e.mean) for e in run.evals]
-    return {"evals": evals, "steps": run.step, "seconds": evals[-1][1] if evals else None}
+    run = agents.train(algo, env=env_id, seed=seed, logdir=tempfile.mkdtemp(prefix="bench_vs_sb3_"), quiet=True,
+                       set={"run.stop_at_eval_return": threshold, "run.eval_episodes": EVAL_EPISODES})
+    solved = next((e for e in run.evals if e.mean >= threshold), None)
+    return {"steps": solved.step if solved else None, "seconds": solved.elapsed if solved else None,
+            "budget": run.config.run.total_steps, "eval_every": run.config.run.eval_every}
 
 
-def run_sb3(env: str, seed: int, threshold: float, eval_every: int, eval_episodes: int, max_steps: int | None) -> dict:
-    import gymnasium as gym
+def sb3_side(algo: str, env_id: str, seed: int, threshold: float, eval_every: int, budget: int) -> dict:
+    """Train SB3's ``algo`` with the zoo's hyperparameters until an evaluation reaches ``threshold``."""
+    import stable_baselines3
     import torch
-    from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
     torch.set_num_threads(1)
-    zoo = dict(ZOO[env])
-    total = int(max_steps or zoo.pop("n_timesteps"))
-    zoo.pop("n_timesteps", None)
-    kwargs = {k: v for k, v in zoo.items() if k != "net_arch"}
-    if isinstance(kwargs.get("learning_rate"), tuple):       # the zoo's "lin_X": X times the remaining fraction
-        start = kwargs["learning_rate"][1]
-        kwargs["learning_rate"] = lambda remaining: remaining * start
-    if "net_arch" in zoo:
-        kwargs["policy_kwargs"] = {"net_arch": zoo["net_arch"]}
-    eval_env = gym.make(env)
+    zoo = ZOO[(algo, env_id)]
+    env = make_vec_env(env_id, n_envs=zoo["n_envs"], seed=seed)
+    eval_env = make_vec_env(env_id, n_envs=EVAL_EPISODES, seed=10_000 + seed)
+    model = getattr(stable_baselines3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", **zoo["kwargs"])
+    found: dict = {}
 
-    class Evaluate(BaseCallback):
-        """Greedy episodes every ``eval_every`` steps; stops training at the threshold. The clock leaves
-        the evaluations out."""
-
+    class EvaluateEvery(BaseCallback):
         def _on_training_start(self) -> None:
-            self.t0, self.eval_seconds, self.evals = time.perf_counter(), 0.0, []
+            self.t0, self.next_eval = time.perf_counter(), eval_every
 
         def _on_step(self) -> bool:
-            if self.num_timesteps % eval_every:
+            if self.num_timesteps < self.next_eval:
                 return True
-            t = time.perf_counter()
-            train_seconds = t - self.t0 - self.eval_seconds
-            returns, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=eval_episodes, deterministic=True,
-                                         return_episode_rewards=True)
-            self.eval_seconds += time.perf_counter() - t
-            mean = float(sum(returns) / len(returns))
-            self.evals.append((self.num_timesteps, train_seconds, mean))
-            return mean < threshold
+            self.next_eval += eval_every
+            mean, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+            if mean >= threshold:
+                found.update(steps=self.num_timesteps, seconds=time.perf_counter() - self.t0)
+                return False
+            return True
 
-    model = SAC("MlpPolicy", env, seed=seed, verbose=0, **kwargs)
-    callback = Evaluate()
-    model.learn(total_timesteps=total, callback=callback)
-    evals = callback.evals
-    return {"evals": evals, "steps": model.num_timesteps, "seconds": evals[-1][1] if evals else None}
+    model.learn(total_timesteps=budget, callback=EvaluateEvery())
+    return {"steps": found.get("steps"), "seconds": found.get("seconds")}
 
 
-# ------------------------------------------------------------------------------------------ the parent
-def first_at(evals: list, threshold: float):
-    return next(((step, seconds) for step, seconds, mean in evals if mean >= threshold), (None, None))
+def run_sb3(python: str, algo: str, env_id: str, seed: int, threshold: float, eval_every: int, budget: int) -> dict:
+    out = subprocess.run([python, os.path.abspath(__file__), "--side", "sb3", "--algo", algo, "--env", env_id,
+                          "--seeds", str(seed), "--threshold", str(threshold), "--eval-every", str(eval_every),
+                          "--budget", str(budget)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the SB3 side failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def side(python: str, which: str, env: str, seed: int, threshold: float, eval_every: int, eval_episodes: int,
-         max_steps: int | None) -> dict:
-    """One side's run in a fresh process; its result dict."""
-    argv = [python, os.path.abspath(__file__), "--side", which, "--env", env, "--seeds", str(seed),
-            "--threshold", str(threshold), "--eval-every", str(eval_every), "--eval-episodes", str(eval_episodes)]
-    if max_steps:
-        argv += ["--sb3-max-steps", str(max_steps)]
-    done = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, **ONE_THREAD), capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise SystemExit(f"bench_vs_sb3: the {which} run of seed {seed} failed: {last}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def seeds_of(text: str) -> list[int]:
+    if "-" in text:
+        low, high = text.split("-")
+        return list(range(int(low), int(high) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def fmt(value, spec: str) -> str:
+    return "not reached" if value is None else format(value, spec)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="Pendulum-v1", choices=sorted(ZOO))
-    p.add_argument("--seeds", default="0", help="N (seeds 0..N-1), A-B, or a list like 1,4,7")
-    p.add_argument("--threshold", type=float, help="default: the registry's (Pendulum-v1: -200)")
-    p.add_argument("--sb3-python", default=os.path.join(os.path.dirname(ROOT), "sb3", "bin", "python"),
-                   help="a Python with stable-baselines3 and torch")
-    p.add_argument("--sb3-max-steps", type=int, help="SB3's budget if it never reaches the threshold (default: the zoo's)")
-    p.add_argument("--only", choices=["rlnn", "sb3"], help="run one side only")
-    p.add_argument("--side", choices=["rlnn", "sb3"], help=argparse.SUPPRESS)
+    p.add_argument("--algo", default="ppo")
+    p.add_argument("--env", default="Pendulum-v1")
+    p.add_argument("--seeds", default="0-4", help="A-B or a list like 1,4,7")
+    p.add_argument("--sb3-python", help="a Python with stable-baselines3 and torch")
+    p.add_argument("--threshold", type=float, help="default: experiments.report.reward_threshold of the env")
+    p.add_argument("--side", choices=["sb3"], help=argparse.SUPPRESS)
     p.add_argument("--eval-every", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--eval-episodes", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--budget", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.threshold is None:
-        import gymnasium as gym
-
-        args.threshold = DEFAULT_THRESHOLDS.get(args.env, gym.spec(args.env).reward_threshold)
-    if args.side == "rlnn":
-        print(json.dumps(run_rlnn(args.env, int(args.seeds), args.threshold)))
-        return 0
     if args.side == "sb3":
-        print(json.dumps(run_sb3(args.env, int(args.seeds), args.threshold, args.eval_every, args.eval_episodes,
-                                 args.sb3_max_steps)))
+        print(json.dumps(sb3_side(args.algo, args.env, int(args.seeds), args.threshold, args.eval_every, args.budget)))
         return 0
+    if (args.algo, args.env) not in ZOO:
+        p.error(f"no zoo hyperparameters for {args.algo} on {args.env}: known {', '.join(map(str, ZOO))}")
+    if not args.sb3_python:
+        p.error("--sb3-python is required: a Python with stable-baselines3 and torch")
+    if args.threshold is None:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from experiments.report import reward_threshold
 
-    from agents import config
-    from experiments.compare import parse_seeds
-
-    preset = config.build("sac", args.env).run
+        args.threshold = reward_threshold(args.env)
     rows = []
-    for seed in parse_seeds(args.seeds):
-        for which, python in (("rlnn", sys.executable), ("sb3", args.sb3_python)):
-            if args.only and which != args.only:
-                continue
-            result = side(python, which, args.env, seed, args.threshold, preset.eval_every, preset.eval_episodes,
-                          args.sb3_max_steps)
-            step, seconds = first_at(result["evals"], args.threshold)
-            rows.append({"side": which, "seed": seed, "step": step, "seconds": seconds, "steps": result["steps"],
-                         "sps": result["steps"] / result["seconds"] if result["seconds"] else float("nan")})
-            r = rows[-1]
-            print(f"  {which} seed {seed}: {'not reached' if step is None else f'{step:,} steps, {seconds:.1f} s'}",
-                  file=sys.stderr, flush=True)
-    report(args, preset, rows)
-    return 0
-
-
-def report(args, preset, rows: list[dict]) -> None:
-    import numpy as np
-
-    print(f"\nSAC on {args.env}: time to the first greedy mean of {preset.eval_episodes} episodes >= {args.threshold:g} "
-          f"(evaluated every {preset.eval_every:,} env steps)\n")
-    print("| side | seed | steps to threshold | seconds to threshold | env steps run | SPS |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        st = "not reached" if r["step"] is None else f"{r['step']:,}"
-        ss = "–" if r["seconds"] is None else f"{r['seconds']:.1f}"
-        print(f"| {r['side']} | {r['seed']} | {st} | {ss} | {r['steps']:,} | {r['sps']:,.0f} |")
+    for seed in seeds_of(args.seeds):
+        ours = rlnn_side(args.algo, args.env, seed, args.threshold)
+        theirs = run_sb3(args.sb3_python, args.algo, args.env, seed, args.threshold, ours["eval_every"],
+                         ZOO[(args.algo, args.env)]["n_timesteps"])
+        rows.append((seed, ours, theirs))
+        print(f"  seed {seed}: rlnn {fmt(ours['seconds'], '.2f')} s, SB3 {fmt(theirs['seconds'], '.2f')} s",
+              file=sys.stderr, flush=True)
+    print(f"\n{args.algo} on {args.env}: first greedy evaluation ({EVAL_EPISODES} episodes, every "
+          f"{rows[0][1]['eval_every']:,} env steps) >= {args.threshold:g}, budget {rows[0][1]['budget']:,} steps; "
+          f"rlnn's preset against SB3 with the zoo's hyperparameters {ZOO[(args.algo, args.env)]}\n")
+    print("| seed | rlnn steps | rlnn seconds | SB3 steps | SB3 seconds |")
+    print("|---|---|---|---|---|")
+    for seed, ours, theirs in rows:
+        print(f"| {seed} | {fmt(ours['steps'], ',')} | {fmt(ours['seconds'], '.2f')} | {fmt(theirs['steps'], ',')} | "
+              f"{fmt(theirs['seconds'], '.2f')} |")
     medians = {}
-    for which in ("rlnn", "sb3"):
-        secs = [r["seconds"] for r in rows if r["side"] == which and r["step"] is not None]
-        n = sum(r["side"] == which for r in rows)
-        if n:
-            medians[which] = float(np.median(secs)) if secs else None
-            print(f"\n{which}: reached on {len(secs)}/{n}; median seconds to threshold "
-                  f"{'–' if not secs else f'{medians[which]:.1f}'}")
-    if medians.get("rlnn") and medians.get("sb3"):
-        print(f"\nSB3 / rlnn, median seconds to threshold: {medians['sb3'] / medians['rlnn']:.1f}x")
+    for side, col in (("rlnn", 1), ("SB3", 2)):
+        reached = [r[col]["seconds"] for r in rows if r[col]["seconds"] is not None]
+        medians[side] = statistics.median(reached) if reached else None
+        print(f"\n{side}: reached on {len(reached)}/{len(rows)}; median seconds {fmt(medians[side], '.2f')}", end="")
+    if medians["rlnn"] and medians["SB3"]:
+        print(f"\nSB3 / rlnn, medians: {medians['SB3'] / medians['rlnn']:.1f}x")
+    print()
+    return 0
 
 
 if __name__ == "__main__":
