@@ -13,6 +13,7 @@ ALGOS = {
     "pg": "agents.pg:PGConfig:PGAgent",
     "ppo": "agents.ppo:PPOConfig:PPOAgent",
     "dqn": "agents.dqn:DQNConfig:DQNAgent",
+    "sac": "agents.sac:SACConfig:SACAgent",
 }
 
 

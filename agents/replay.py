@@ -1,5 +1,8 @@
 """A preallocated NumPy ring buffer of transitions (obs, action, reward, next_obs, terminated).
 
+Actions are integers (n,) for a Discrete action space (DQN), or float vectors (n, m) for a Box
+(``action_dim = m``, SAC), stored in the same row as the observations (one gather per batch).
+
 Only real transitions are stored: rows with ``valid=False`` (the no-op reset step of NEXT_STEP
 autoreset) are dropped. ``next_obs`` is the true next observation, also the final one of an
 episode, and ``terminated`` says whether it is terminal (a truncated transition is stored with
@@ -23,24 +26,27 @@ def _row_width(obs_dim: int) -> int:
 
 class ReplayBuffer:
     @staticmethod
-    def nbytes(capacity: int, obs_dim: int, obs_dtype=np.float32) -> int:
-        """Bytes the buffer's rows and actions take (before building it)."""
-        return int(capacity) * (_row_width(int(obs_dim)) * np.dtype(obs_dtype).itemsize + np.dtype(np.int64).itemsize)
+    def nbytes(capacity: int, obs_dim: int, obs_dtype=np.float32, action_dim: int = 0) -> int:
+        """Bytes the buffer's rows and integer actions take (before building it)."""
+        width = _row_width(int(obs_dim)) + int(action_dim)
+        actions = 0 if action_dim else np.dtype(np.int64).itemsize
+        return int(capacity) * (width * np.dtype(obs_dtype).itemsize + actions)
 
-    def __init__(self, capacity: int, obs_dim: int, obs_dtype=np.float32, batch_size: int = 0):
+    def __init__(self, capacity: int, obs_dim: int, obs_dtype=np.float32, batch_size: int = 0, action_dim: int = 0):
         if capacity < 1:
             raise ValueError(f"replay buffer capacity must be at least 1, got {capacity}")
-        self.capacity, self.obs_dim = int(capacity), int(obs_dim)
+        self.capacity, self.obs_dim, self.action_dim = int(capacity), int(obs_dim), int(action_dim)
         self.obs_dtype = np.dtype(obs_dtype)
-        d = self.obs_dim
-        # One row per transition, [obs | next_obs | reward | terminated], so a batch is one gather
-        # (np.take of rows) instead of four; obs, next_obs, rewards, terminated are views into it.
-        self._rows = np.zeros((capacity, _row_width(d)), self.obs_dtype)
+        d, m = self.obs_dim, self.action_dim
+        # One row per transition, [obs | next_obs | reward | terminated (| action vector)], so a batch is
+        # one gather (np.take of rows) instead of four; obs, next_obs, rewards, terminated are views into it.
+        self._rows = np.zeros((capacity, _row_width(d) + m), self.obs_dtype)
         self.obs = self._rows[:, :d]
         self.next_obs = self._rows[:, d:2 * d]
         self.rewards = self._rows[:, 2 * d]
         self.terminated = self._rows[:, 2 * d + 1]    # 1.0 / 0.0, ready for (1 - terminated)
-        self.actions = np.zeros(capacity, np.int64)
+        # Integer actions in their own array (exact, int64); float action vectors in the rows.
+        self.actions = self._rows[:, 2 * d + 2:] if m else np.zeros(capacity, np.int64)
         self.pos = 0        # next row to write
         self.size = 0       # rows filled
         self.added = 0      # transitions ever added
@@ -66,7 +72,10 @@ class ReplayBuffer:
             self.added += n - self.capacity
             n = self.capacity
         p = self.pos
-        if n == 1:      # one env: the row [obs | next_obs | reward | terminated] in one call, then the action
+        if n == 1 and self.action_dim:   # one env, Box actions: the whole row in one call
+            np.concatenate((obs[0], next_obs[0], rewards, terminated, actions[0]), out=self._rows[p],
+                           casting="same_kind")
+        elif n == 1:      # one env: the row [obs | next_obs | reward | terminated] in one call, then the action
             np.concatenate((obs[0], next_obs[0], rewards, terminated), out=self._rows[p], casting="same_kind")
             self.actions[p] = actions[0]
         elif p + n <= self.capacity:
@@ -93,7 +102,8 @@ class ReplayBuffer:
         arrays = self._batch.get(shape)
         if arrays is None:
             d = self.obs_dim
-            rows, actions = np.empty(shape + self._rows.shape[1:], self.obs_dtype), np.empty(shape, np.int64)
+            rows = np.empty(shape + self._rows.shape[1:], self.obs_dtype)
+            actions = rows[..., 2 * d + 2:] if self.action_dim else np.empty(shape, np.int64)
             batch = (rows[..., :d], actions, rows[..., 2 * d], rows[..., d:2 * d], rows[..., 2 * d + 1])
             arrays = (np.empty(shape, np.float64), np.empty(shape, np.int64), rows, actions, batch)
             if len(self._batch) >= 4:
@@ -119,7 +129,8 @@ class ReplayBuffer:
         rng.random(out=uniform)
         np.multiply(uniform, self.size, out=idx, casting="unsafe")
         self._rows.take(idx, axis=0, out=rows)      # the methods: np.take adds a Python wrapper call
-        self.actions.take(idx, out=actions)
+        if not self.action_dim:                     # Box actions came with the rows
+            self.actions.take(idx, out=actions)
         return batch
 
     # ------------------------------------------------------------------ state
@@ -137,6 +148,9 @@ class ReplayBuffer:
             raise ValueError(f"replay buffer capacity {capacity} in the state, {self.capacity} configured")
         if np.shape(state["obs"]) != (n, self.obs_dim):
             raise ValueError(f"replay buffer obs has shape {np.shape(state['obs'])}, expected {(n, self.obs_dim)}")
+        if np.shape(state["actions"]) != self.actions[:n].shape:
+            raise ValueError(f"replay buffer actions have shape {np.shape(state['actions'])}, "
+                             f"expected {self.actions[:n].shape}")
         for key in FIELDS:
             getattr(self, key)[:n] = state[key]
         self.pos, self.size, self.added = int(state["pos"]), n, int(state["added"])

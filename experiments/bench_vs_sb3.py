@@ -6,7 +6,8 @@ Per seed, one after the other: rlnn's preset for (algo, env) in this Python, the
 the zoo's hyperparameters (``ZOO``) in ``--sb3-python`` (a Python with stable-baselines3 and torch on the
 CPU, one torch thread). Both evaluate greedily (SB3: ``deterministic=True``) with 10 episodes every
 ``run.eval_every`` env steps of the rlnn preset and stop at the first evaluation whose mean reaches the
-threshold (``experiments.report.reward_threshold``, e.g. -200 for Pendulum-v1) or at the preset's budget.
+threshold (``experiments.report.reward_threshold``, e.g. -200 for Pendulum-v1) or at their budgets (rlnn:
+the preset's; SB3: the zoo's ``n_timesteps``).
 Seconds are wall clock from the start of training to the end of that evaluation, evaluations included.
 Prints per seed the env steps and seconds to the threshold of both, then the medians and their ratio.
 
@@ -27,11 +28,32 @@ import sys
 import tempfile
 import time
 
-# rl-baselines3-zoo hyperparams/<algo>.yml: n_envs, n_timesteps and the algorithm's keyword arguments.
+class Linear:
+    """The zoo's ``lin_X`` learning rate: X times SB3's remaining-progress fraction (1 -> 0)."""
+
+    def __init__(self, start: float):
+        self.start = start
+
+    def __call__(self, remaining: float) -> float:
+        return remaining * self.start
+
+    def __repr__(self) -> str:
+        return f"lin_{self.start:g}"
+
+
+# rl-baselines3-zoo hyperparams/<algo>.yml: n_envs, n_timesteps and the algorithm's keyword arguments. SAC: every
+# key not given is SB3's default (net_arch [256, 256], batch 256, buffer 1M, tau 0.005, gamma 0.99, learning_starts
+# 100, one gradient step per env step, ent_coef "auto"); the zoo's LunarLanderContinuous entry is for v2, the same
+# env as v3.
 ZOO = {
     ("ppo", "Pendulum-v1"): {"n_envs": 4, "n_timesteps": 100_000, "kwargs": {
         "n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0,
         "learning_rate": 1e-3, "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4}},
+    ("sac", "Pendulum-v1"): {"n_envs": 1, "n_timesteps": 20_000, "kwargs": {"learning_rate": 1e-3}},
+    ("sac", "LunarLanderContinuous-v3"): {"n_envs": 1, "n_timesteps": 500_000, "kwargs": {
+        "batch_size": 256, "learning_rate": Linear(7.3e-4), "buffer_size": 1_000_000, "ent_coef": "auto",
+        "gamma": 0.99, "tau": 0.01, "train_freq": 1, "gradient_steps": 1, "learning_starts": 10_000,
+        "policy_kwargs": {"net_arch": [400, 300]}}},
 }
 EVAL_EPISODES = 10
 
@@ -129,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in seeds_of(args.seeds):
         ours = rlnn_side(args.algo, args.env, seed, args.threshold)
-        theirs = run_sb3(args.sb3_python, args.algo, args.env, seed, args.threshold, ours["eval_every"], ours["budget"])
+        theirs = run_sb3(args.sb3_python, args.algo, args.env, seed, args.threshold, ours["eval_every"],
+                         ZOO[(args.algo, args.env)]["n_timesteps"])
         rows.append((seed, ours, theirs))
         print(f"  seed {seed}: rlnn {fmt(ours['seconds'], '.2f')} s, SB3 {fmt(theirs['seconds'], '.2f')} s",
               file=sys.stderr, flush=True)

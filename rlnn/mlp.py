@@ -107,10 +107,10 @@ class _Workspace:
         self._acts, self._params, self._dwb = acts, params, dwb
         self.plans = {}
 
-    def backward_plan(self, rows, input_grad, accumulate):
+    def backward_plan(self, rows, input_grad, accumulate, param_grads=True):
         """(dy's shape, hidden blocks or None, per-layer tuples for t = T..1) of a backward through the
         first ``rows`` batch columns (None: all), made once per key after checking ``rows``."""
-        key = (rows, input_grad, accumulate)
+        key = (rows, input_grad, accumulate, param_grads)
         plan = self.plans.get(key)
         if plan is None:
             n = self.batch if rows is None else rows
@@ -119,10 +119,10 @@ class _Workspace:
                                  f"got {rows!r}")
             if len(self.plans) >= 8:
                 self.plans.clear()
-            plan = self.plans[key] = self._make_plan(int(n), input_grad, accumulate)
+            plan = self.plans[key] = self._make_plan(int(n), input_grad, accumulate, param_grads)
         return plan
 
-    def _make_plan(self, n, input_grad, accumulate):
+    def _make_plan(self, n, input_grad, accumulate, param_grads=True):
         """The plan's views, and its own dL/dz^T and dL/dh^T buffers, n columns wide (a dot's out=
         must be contiguous, and leading columns of a (m, B) buffer are not)."""
         T, acts, sizes, dtype = len(self.z_T), self._acts, self.sizes, self.z_T[0].dtype
@@ -145,6 +145,8 @@ class _Workspace:
                 how, dz_T = _BACKPROP, np.empty((n, sizes[t + 1]), dtype).T
             # [h_{t-1}^T; 1^T] dL/dz_t: ndarray.dot would copy the strided n-column view, matmul reads it.
             dwb_dot = self.aug[t].dot if full else functools.partial(np.matmul, cols(self.aug[t]))
+            if not param_grads:                # only dL/dx is wanted: no [dW_t; db_t] at all
+                dwb_dot = None
             dh_T = np.empty((sizes[t], n), dtype) if t > 0 or input_grad else None
             layers.append((how, acts[t], cols(self.h_T[t]), dz_T, None if dz_T is None else dz_T.T,
                            dwb_dot, self._params[2 * t], dwb[t], dh_T, None if dh_T is None else dh_T.T))
@@ -376,7 +378,7 @@ class MLP:
         return z.copy()
 
     # --------------------------------------------------------------- backward
-    def backward(self, dy, rows=None, input_grad=True, accumulate=True):
+    def backward(self, dy, rows=None, input_grad=True, accumulate=True, param_grads=True):
         """Backprop dL/dy (B, n_T) from the last forward(); returns dL/dx (B, n_0).
 
         The parameter gradient is *added* to ``grads`` (call ``zero_grad()``
@@ -390,13 +392,15 @@ class MLP:
             in the loss and rows only needed for their outputs (Double DQN
             evaluates Q(s, .) and Q(s', .) in one pass; only Q(s, a) is in the loss).
         input_grad: False skips dL/dx (the first layer's dz W_1^T) and returns None.
+        param_grads: False computes dL/dx alone and leaves ``grads`` untouched: backprop through a
+            network held fixed into its input (SAC's actor loss reaches the action through the critics).
         """
         ws = self._last
         if ws is None:
             raise RuntimeError("backward() called before forward(): no cached activations")
         # Into self.grads, or into the scratch vector that is then added (accumulate).
-        dy_shape, stacked, layers = (ws.plans.get((rows, input_grad, accumulate))
-                                     or ws.backward_plan(rows, input_grad, accumulate))
+        dy_shape, stacked, layers = (ws.plans.get((rows, input_grad, accumulate, param_grads))
+                                     or ws.backward_plan(rows, input_grad, accumulate, param_grads))
         dy = np.asarray(dy)
         if dy.shape != dy_shape:
             raise ValueError(f"backward expects dy of shape {dy_shape} (the last forward's "
@@ -415,13 +419,14 @@ class MLP:
                 np.multiply(dz_T, g_T, out=dz_T)  # dL/dz_t = g'(z_t) * dL/dh_t  (dz_T held g'(z_t)^T)
             else:
                 act.backprop(g_T, h_T, out=dz_T)  # dL/dz_t = dL/dh_t * g'(z_t)
-            dwb_dot(dz, out=dwb)                # [dL/dW_t; dL/db_t] = [h_{t-1}^T; 1^T] dL/dz_t
+            if dwb_dot is not None:
+                dwb_dot(dz, out=dwb)            # [dL/dW_t; dL/db_t] = [h_{t-1}^T; 1^T] dL/dz_t
             if dh_T is None:                    # t = 1 and no input_grad: dL/dx is not needed
                 g = None
                 break
             W.dot(dz_T, out=dh_T)               # dL/dh_{t-1}^T = W_t dL/dz_t^T
             g, g_T = dh, dh_T
-        if accumulate:
+        if accumulate and param_grads:
             np.add(self.flat_grads, self._flat_scratch, out=self.flat_grads)
         return None if g is None else g.copy()
 

@@ -102,6 +102,40 @@ def test_state_dict_round_trip_continues_identically():
         ReplayBuffer(8, 3).load_state_dict(state)
 
 
+def _box_rows(start, n, d=3, m=2):
+    """``_rows`` with action vectors (n, m) that also encode the index: a_i = (i + 0.25, -i)."""
+    obs, _, rew, nxt, term = _rows(start, n, d)
+    i = np.arange(start, start + n)
+    return obs, np.stack([i + 0.25, -i], axis=1), rew, nxt, term
+
+
+def test_action_vectors_are_stored_sampled_and_restored_with_their_rows():
+    # SAC's Box actions: (n, m) floats in the rows; one env at a time, several at once, wraparound.
+    obs, act, rew, nxt, term = _box_rows(0, 13)
+    valid = np.arange(13) % 4 != 3
+    at_once, one_by_one = ReplayBuffer(7, 3, action_dim=2), ReplayBuffer(7, 3, action_dim=2)
+    for part in (slice(0, 6), slice(6, 13)):         # the second call wraps around
+        at_once.add(obs[part], act[part], rew[part], nxt[part], term[part], valid=valid[part])
+    for i in range(13):
+        one_by_one.add(obs[i:i + 1], act[i:i + 1], rew[i:i + 1], nxt[i:i + 1], term[i:i + 1], valid=valid[i:i + 1])
+    for key, value in at_once.state_dict().items():
+        np.testing.assert_array_equal(one_by_one.state_dict()[key], value)
+    assert at_once.actions.shape == (7, 2) and sorted(at_once.actions[:, 1]) == [-12, -10, -9, -8, -6, -5, -4]
+    s_obs, s_act, s_rew, s_nxt, s_term = at_once.sample(32, np.random.default_rng(0), n_batches=3)
+    assert s_act.shape == (3, 32, 2) and s_act.dtype == np.float32
+    i = s_obs[..., 0]
+    assert np.array_equal(s_act[..., 0], i + 0.25) and np.array_equal(s_act[..., 1], -i)
+    assert np.array_equal(s_rew, i * 10.0) and np.array_equal(s_nxt[..., 0], i + 0.5)
+    fresh = ReplayBuffer(7, 3, action_dim=2)
+    fresh.load_state_dict(at_once.state_dict())
+    r1, r2 = np.random.default_rng(3), np.random.default_rng(3)
+    assert all(np.array_equal(x.copy(), y) for x, y in zip(at_once.sample(16, r1), fresh.sample(16, r2)))
+    with pytest.raises(ValueError, match="actions"):
+        ReplayBuffer(7, 3, action_dim=3).load_state_dict(at_once.state_dict())
+    with pytest.raises(ValueError, match="actions"):
+        ReplayBuffer(7, 3).load_state_dict(at_once.state_dict())
+
+
 def test_empty_buffer_cannot_be_sampled():
     with pytest.raises(ValueError, match="empty"):
         ReplayBuffer(4, 2).sample(2, np.random.default_rng(0))

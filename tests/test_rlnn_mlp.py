@@ -181,6 +181,27 @@ def test_backward_of_leading_rows_equals_backward_of_those_rows_alone(activation
         net.backward(dy[:3], rows=4)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
+@pytest.mark.parametrize("rows", [None, 4])
+def test_input_gradient_alone_leaves_the_parameter_gradient_untouched(activation, rows):
+    # param_grads=False: dL/dx (finite differences) with grads exactly as before, accumulating or not.
+    net = MLP([3, 6, 6, 2], activation=activation, seed=4)
+    x, t = _data([3, 6, 6, 2], batch=7)
+    n = 7 if rows is None else rows
+    before = np.random.default_rng(5).standard_normal(net.flat_grads.shape)
+    for accumulate in (True, False):
+        net.flat_grads[...] = before
+        _, dy = losses.l2(net.forward(x)[:n], t[:n])
+        dx = net.backward(dy, rows=rows, accumulate=accumulate, param_grads=False)
+        assert np.array_equal(net.flat_grads, before)
+        assert gradcheck(lambda: losses.l2(net.forward(x)[:n], t[:n])[0], x, np.pad(dx, ((0, 7 - n), (0, 0)))) < TOL
+    net.forward(x)
+    net.zero_grad()
+    full_dx = net.backward(np.ones((7, 2)))
+    net.forward(x)
+    np.testing.assert_array_equal(net.backward(np.ones((7, 2)), param_grads=False), full_dx)
+
+
 def test_predict_equals_forward_for_one_observation_and_batches():
     net = MLP([4, 16, 16, 3], activation="relu", seed=9)
     x, _ = _data([4, 16, 16, 3], batch=7)
