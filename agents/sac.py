@@ -69,6 +69,8 @@ class SACConfig:
     alpha: float = 1.0                    # the temperature: fixed, or autotune's starting value
     target_entropy: float | None = None   # autotune's target entropy; None: -dim(A)
     log_std_init: float | None = None     # the actor's starting log-std (its output bias); None: the bias is 0
+    noise_repeat: int = 1                 # env steps an exploration noise draw is held (temporally correlated
+                                          # exploration, as SB3's sde_sample_freq); 1: a fresh draw every step
     checkpoint_replay_buffer: bool = True  # keep the replay buffer in checkpoints (exact resume; larger files)
 
     def validate(self) -> None:
@@ -77,7 +79,8 @@ class SACConfig:
         check_choice(self, "lr_schedule", ("constant", "linear"))
         check_range(self, ("gamma",), 0.0, 1.0)
         check_range(self, ("tau",), 0.0, 1.0, open_low=True)
-        check_at_least(self, ("buffer_size", "batch_size", "train_freq", "gradient_steps", "lr_anneal_steps"), 1)
+        check_at_least(self, ("buffer_size", "batch_size", "train_freq", "gradient_steps", "lr_anneal_steps",
+                              "noise_repeat"), 1)
         check_at_least(self, ("learning_starts", "lr_end"), 0)
         check_positive(self, ("lr", "adam_eps", "alpha"))
         if self.log_std_init is not None and not LOG_STD_MIN < self.log_std_init < LOG_STD_MAX:
@@ -113,6 +116,7 @@ class SACAgent(Agent):
         self.min_fill = max(c.batch_size, min(c.learning_starts, c.buffer_size))
         self.updates = 0                     # gradient steps taken
         self.next_train = c.train_freq       # env step of the next training round
+        self._noise, self._noise_age = None, 0   # the exploration noise held and the act() calls it served
         self._low, self._high = np.asarray(env_info.action_low), np.asarray(env_info.action_high)
         # [s, a] inputs of the critics, written in place: of the batch, of s' with a', of s with a~
         self._sa, self._next_sa, self._pi_sa = (np.empty((c.batch_size, d + m), self.dtype) for _ in range(3))
@@ -139,9 +143,17 @@ class SACAgent(Agent):
         n, m = len(obs), self.env_info.action_dim
         if step < self.config.learning_starts and self.config.uniform_warmup:
             return self.rng.uniform(self._low, self._high, size=(n, m))
+        noise = self.exploration_noise(n, m)
         if n == 1:      # the single-observation predict path (cheaper per call)
-            return self.head.action(self.actor.predict(obs[0]), self.rng.standard_normal(m)).reshape(1, m)
-        return self.head.action(self.actor.predict(obs), self.rng.standard_normal((n, m)))
+            return self.head.action(self.actor.predict(obs[0]), noise[0]).reshape(1, m)
+        return self.head.action(self.actor.predict(obs), noise)
+
+    def exploration_noise(self, n: int, m: int) -> np.ndarray:
+        """The standard normal noise (n, m) of the acting policy: a fresh draw every ``noise_repeat`` calls."""
+        if self._noise is None or self._noise.shape != (n, m) or self._noise_age >= self.config.noise_repeat:
+            self._noise, self._noise_age = self.rng.standard_normal((n, m)), 0
+        self._noise_age += 1
+        return self._noise
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
         self.buffer.add(obs, actions, rewards, next_obs, terminated, valid)
@@ -239,8 +251,10 @@ class SACAgent(Agent):
             "q2_opt": self.q2_opt.state_dict(), "alpha_opt": self.alpha_opt.state_dict(),
             "log_alpha": self.log_alpha.copy(),
             "rng": rng_state(self.rng),
-            "counters": {"updates": self.updates, "next_train": self.next_train},
+            "counters": {"updates": self.updates, "next_train": self.next_train, "noise_age": self._noise_age},
         }
+        if self._noise is not None:
+            state["noise"] = self._noise.copy()
         if self.config.checkpoint_replay_buffer:
             state["replay"] = self.buffer.state_dict()
         return state
@@ -254,6 +268,8 @@ class SACAgent(Agent):
         set_rng_state(self.rng, state["rng"])
         self.updates = int(state["counters"]["updates"])
         self.next_train = int(state["counters"]["next_train"])
+        self._noise_age = int(state["counters"].get("noise_age", 0))
+        self._noise = np.array(state["noise"], np.float64) if "noise" in state else None
         if "replay" in state:
             self.buffer.load_state_dict(state["replay"])
         else:

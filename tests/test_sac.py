@@ -213,15 +213,16 @@ def test_check_gradients_command_covers_sac(capsys):
 
 
 # -------------------------------------------------------------------- resume
-@pytest.mark.parametrize("num_envs", [1, 2])
-def test_resume_equals_uninterrupted_bit_for_bit(small_run, num_envs):
-    # Stop at 1,500 steps, resume until 3,000: the same networks, optimizer moments, temperature, buffer
-    # and returns as 3,000 steps at once.
+@pytest.mark.parametrize("num_envs, noise_repeat", [(1, 1), (2, 1), (1, 7)])
+def test_resume_equals_uninterrupted_bit_for_bit(small_run, num_envs, noise_repeat):
+    # Stop at 1,500 steps, resume until 3,000: the same networks, optimizer moments, temperature, buffer,
+    # held exploration noise and returns as 3,000 steps at once (1,500 is not a multiple of noise_repeat).
     from test_loop import _params, _returns
 
     from agents.loop import train
 
-    agent_cfg = SACConfig(hidden_sizes=[16, 16], batch_size=32, buffer_size=5_000, learning_starts=300)
+    agent_cfg = SACConfig(hidden_sizes=[16, 16], batch_size=32, buffer_size=5_000, learning_starts=300,
+                          noise_repeat=noise_repeat)
     run = dict(env_id="Pendulum-v1", seed=1, num_envs=num_envs, checkpoint_every=700, eval_every=900)
     cfg = small_run(total_steps=3_000, **run)
     whole = train("sac", cfg, agent_cfg, run_dir=cfg.logdir + "/whole", console=False)
@@ -234,6 +235,20 @@ def test_resume_equals_uninterrupted_bit_for_bit(small_run, num_envs):
     for key in pw:
         assert np.array_equal(pw[key], pr[key]), key
     assert _returns(whole.run_dir) == _returns(resumed.run_dir)
+
+
+def test_noise_repeat_holds_each_draw_for_that_many_steps():
+    obs = np.zeros((3, 5))
+    agent = _agent(BOX2, noise_repeat=4, learning_starts=0)
+    held = [agent.exploration_noise(3, 2).copy() for _ in range(9)]
+    for start in (0, 4):
+        for k in range(1, 4):
+            np.testing.assert_array_equal(held[start + k], held[start])
+    assert not np.array_equal(held[4], held[0]) and not np.array_equal(held[8], held[4])
+    # the same state acts alike while a draw is held, and differently after it
+    agent = _agent(BOX2, noise_repeat=4, learning_starts=0)
+    acts = [agent.act(obs, step=10) for _ in range(4)]
+    assert all(np.array_equal(a, acts[0]) for a in acts) and not np.array_equal(agent.act(obs, step=10), acts[0])
 
 
 def test_log_std_init_sets_the_starting_spread():
