@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-all
 	$(PY) experiments/bench_agents.py --algo dqn --seeds 0-9
 	$(PY) experiments/bench_agents.py --algo ppo --seeds 0-9
 	$(PY) experiments/bench_agents.py --algo pg --seeds 0-9
+	$(PY) experiments/bench_agents.py --algo sac --env Pendulum-v1 --seeds 0-9
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
