@@ -110,15 +110,22 @@ def register(sub) -> None:
     from agents import ALGOS
     from experiments.cli import int_at_least, positive_float
 
-    g = sub.add_parser("check-gradients", help="finite-difference check of an agent's backward pass")
-    g.add_argument("--algo", required=True, choices=[a for a in ALGOS if a != "random"])
-    g.add_argument("--env", default=None)
-    g.add_argument("--config")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    g.add_argument("--batch-size", type=int_at_least(1), default=32)
-    g.add_argument("--seed", type=int_at_least(0), default=0)
+    g = sub.add_parser("check-gradients", help="finite-difference check of an agent's backward pass",
+                       description="Every loss of an agent, on real transitions of its env, checked layer by layer "
+                                   "against central finite differences in float64; exit 1 if a layer fails.")
+    g.add_argument("--algo", required=True, choices=[a for a in ALGOS if a != "random"], help="the agent to check")
+    g.add_argument("--env", default=None, help="Gymnasium env id or module:EnvId (default: the --config file's, "
+                                               "else CartPole-v1)")
+    g.add_argument("--config", help="a TOML file with algo, [run] and [agent] tables (its network is checked)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. agent.hidden_sizes=[32,32] (repeatable)")
+    g.add_argument("--batch-size", type=int_at_least(1), default=32,
+                   help="transitions in the checked batch (default 32)")
+    g.add_argument("--seed", type=int_at_least(0), default=0, help="network init and transitions (default 0)")
     g.add_argument("--eps", type=positive_float, default=1e-7,
-                   help="finite-difference step; small, so that few ReLU pre-activations are within eps of their kink")
+                   help="finite-difference step (default 1e-7); small, so that few ReLU pre-activations are "
+                        "within eps of their kink")
     g.add_argument("--tolerance", type=positive_float, default=1e-4,
-                   help="largest allowed norm ratio per layer (a wrong derivative gives ~1e-2; ReLU kinks ~1e-5)")
+                   help="largest allowed norm ratio per layer (default 1e-4; a wrong derivative gives ~1e-2, "
+                        "ReLU kinks ~1e-5)")
     g.set_defaults(func=cmd_check_gradients)
