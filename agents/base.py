@@ -162,6 +162,16 @@ class Agent:
         return {}
 
 
+def training_rounds_due(step: int, next_train: int, train_freq: int) -> tuple[int, int]:
+    """(rounds, next_train): the off-policy training rounds due by env step ``step`` (one every ``train_freq``
+    env steps, the first at ``next_train``), and the env step of the next round after them."""
+    rounds = 0
+    while step >= next_train:
+        rounds += 1
+        next_train += train_freq
+    return rounds, next_train
+
+
 def trained_network_bytes(sizes: list[int], dtype: str) -> int:
     """Bytes of an MLP of layer widths ``sizes`` trained with Adam: its flat buffers and Adam's two moments."""
     from rlnn import MLP

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.base import (NETWORK_DTYPES, Agent, EnvInfo, check_at_least, check_choice, check_network,
-                         check_positive, check_range, rng_state, set_rng_state, trained_network_bytes)
+                         check_positive, check_range, rng_state, set_rng_state, trained_network_bytes,
+                         training_rounds_due)
 from agents.heads import LOG_STD_MAX, LOG_STD_MIN, SquashedGaussian
 from agents.replay import ReplayBuffer
 from rlnn import MLP, losses, optim, schedules
@@ -162,10 +163,8 @@ class SACAgent(Agent):
     def learn(self, step: int) -> dict[str, float]:
         """The training rounds due by env step ``step``; metrics of the last gradient step."""
         c = self.config
-        n_grad_steps = 0
-        while step >= self.next_train:
-            n_grad_steps += c.gradient_steps
-            self.next_train += c.train_freq
+        rounds, self.next_train = training_rounds_due(step, self.next_train, c.train_freq)
+        n_grad_steps = rounds * c.gradient_steps
         if self.buffer.size < self.min_fill or step < c.learning_starts:
             return {}
         lr = self.lr_schedule(step)
