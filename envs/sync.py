@@ -3,8 +3,8 @@ space helpers.
 
 ``make_vec_env`` runs envs one by one in a ``SyncVectorEnv`` for one to three envs, and for any number
 of an env without a NumPy vector env (Acrobot, MountainCar, LunarLander). There the vector layer costs
-more than a classic-control env's own step: CartPole's wrapped single-env step takes ~15 us here,
-Gymnasium's ``SyncVectorEnv.step`` around it ~35-45 us, ours ~30 at one env. Most of the difference is
+more than a classic-control env's own step: Gymnasium's ``SyncVectorEnv.step`` costs two to three times
+CartPole's wrapped single-env step it calls (docs/performance.md has the figures). Most of that is
 generic machinery: ``iterate`` and ``concatenate`` dispatch on the space type, ``deepcopy`` of the
 observation array, ``np.copy`` wrappers, ``_add_info`` on empty info dicts. For the spaces where those
 helpers reduce to ``iter`` and ``np.stack`` (Box, Discrete, MultiDiscrete, MultiBinary), this ``step``
