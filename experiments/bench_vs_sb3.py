@@ -72,8 +72,10 @@ def rlnn_side(algo: str, env_id: str, seed: int, threshold: float) -> dict:
             "budget": run.config.run.total_steps, "eval_every": run.config.run.eval_every}
 
 
-def sb3_side(algo: str, env_id: str, seed: int, threshold: float, eval_every: int, budget: int) -> dict:
-    """Train SB3's ``algo`` with the zoo's hyperparameters until an evaluation reaches ``threshold``."""
+def sb3_side(algo: str, env_id: str, seed: int, threshold: float, eval_every: int, budget: int,
+             max_seconds: float | None = None) -> dict:
+    """Train SB3's ``algo`` with the zoo's hyperparameters until an evaluation reaches ``threshold`` (or
+    ``max_seconds`` pass: then the steps and seconds it ran without reaching it, a lower bound)."""
     import stable_baselines3
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
@@ -96,21 +98,31 @@ def sb3_side(algo: str, env_id: str, seed: int, threshold: float, eval_every: in
                 return True
             self.next_eval += eval_every
             mean, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+            seconds = time.perf_counter() - self.t0
+            print(f"    SB3 seed {seed}: step {self.num_timesteps:,}, {seconds:.0f} s, greedy mean {mean:.1f}",
+                  file=sys.stderr, flush=True)
             if mean >= threshold:
-                found.update(steps=self.num_timesteps, seconds=time.perf_counter() - self.t0)
+                found.update(steps=self.num_timesteps, seconds=seconds)
+                return False
+            if max_seconds is not None and seconds > max_seconds:
+                found.update(cut_steps=self.num_timesteps, cut_seconds=seconds)
                 return False
             return True
 
     model.learn(total_timesteps=budget, callback=EvaluateEvery())
-    return {"steps": found.get("steps"), "seconds": found.get("seconds")}
+    return {"steps": found.get("steps"), "seconds": found.get("seconds"), "cut_steps": found.get("cut_steps"),
+            "cut_seconds": found.get("cut_seconds")}
 
 
-def run_sb3(python: str, algo: str, env_id: str, seed: int, threshold: float, eval_every: int, budget: int) -> dict:
-    out = subprocess.run([python, os.path.abspath(__file__), "--side", "sb3", "--algo", algo, "--env", env_id,
-                          "--seeds", str(seed), "--threshold", str(threshold), "--eval-every", str(eval_every),
-                          "--budget", str(budget)], capture_output=True, text=True)
+def run_sb3(python: str, algo: str, env_id: str, seed: int, threshold: float, eval_every: int, budget: int,
+            max_seconds: float | None) -> dict:
+    cmd = [python, os.path.abspath(__file__), "--side", "sb3", "--algo", algo, "--env", env_id, "--seeds", str(seed),
+           "--threshold", str(threshold), "--eval-every", str(eval_every), "--budget", str(budget)]
+    if max_seconds is not None:
+        cmd += ["--sb3-max-seconds", str(max_seconds)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)        # its progress lines go to our stderr
     if out.returncode != 0:
-        raise SystemExit(f"the SB3 side failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+        raise SystemExit(f"the SB3 side failed (exit {out.returncode})")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -125,6 +137,13 @@ def fmt(value, spec: str) -> str:
     return "not reached" if value is None else format(value, spec)
 
 
+def fmt_sb3(side: dict, key: str, spec: str) -> str:
+    """SB3's steps or seconds, or the lower bound of a run stopped by --sb3-max-seconds."""
+    if side[key] is None and side.get(f"cut_{key}") is not None:
+        return f"> {format(side[f'cut_{key}'], spec)} (stopped)"
+    return fmt(side[key], spec)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="ppo")
@@ -132,12 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0-4", help="A-B or a list like 1,4,7")
     p.add_argument("--sb3-python", help="a Python with stable-baselines3 and torch")
     p.add_argument("--threshold", type=float, help="default: experiments.report.reward_threshold of the env")
+    p.add_argument("--sb3-max-seconds", type=float, help="stop SB3's run after this many seconds without reaching "
+                   "the threshold, and report them as a lower bound (default: its budget decides)")
     p.add_argument("--side", choices=["sb3"], help=argparse.SUPPRESS)
     p.add_argument("--eval-every", type=int, help=argparse.SUPPRESS)
     p.add_argument("--budget", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.side == "sb3":
-        print(json.dumps(sb3_side(args.algo, args.env, int(args.seeds), args.threshold, args.eval_every, args.budget)))
+        print(json.dumps(sb3_side(args.algo, args.env, int(args.seeds), args.threshold, args.eval_every, args.budget,
+                                  args.sb3_max_seconds)))
         return 0
     if (args.algo, args.env) not in ZOO:
         p.error(f"no zoo hyperparameters for {args.algo} on {args.env}: known {', '.join(map(str, ZOO))}")
@@ -152,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds_of(args.seeds):
         ours = rlnn_side(args.algo, args.env, seed, args.threshold)
         theirs = run_sb3(args.sb3_python, args.algo, args.env, seed, args.threshold, ours["eval_every"],
-                         ZOO[(args.algo, args.env)]["n_timesteps"])
+                         ZOO[(args.algo, args.env)]["n_timesteps"], args.sb3_max_seconds)
         rows.append((seed, ours, theirs))
-        print(f"  seed {seed}: rlnn {fmt(ours['seconds'], '.2f')} s, SB3 {fmt(theirs['seconds'], '.2f')} s",
+        print(f"  seed {seed}: rlnn {fmt(ours['seconds'], '.2f')} s, SB3 {fmt_sb3(theirs, 'seconds', '.2f')} s",
               file=sys.stderr, flush=True)
     print(f"\n{args.algo} on {args.env}: first greedy evaluation ({EVAL_EPISODES} episodes, every "
           f"{rows[0][1]['eval_every']:,} env steps) >= {args.threshold:g}, budget {rows[0][1]['budget']:,} steps; "
@@ -162,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| seed | rlnn steps | rlnn seconds | SB3 steps | SB3 seconds |")
     print("|---|---|---|---|---|")
     for seed, ours, theirs in rows:
-        print(f"| {seed} | {fmt(ours['steps'], ',')} | {fmt(ours['seconds'], '.2f')} | {fmt(theirs['steps'], ',')} | "
-              f"{fmt(theirs['seconds'], '.2f')} |")
+        print(f"| {seed} | {fmt(ours['steps'], ',')} | {fmt(ours['seconds'], '.2f')} | {fmt_sb3(theirs, 'steps', ',')} | "
+              f"{fmt_sb3(theirs, 'seconds', '.2f')} |")
     medians = {}
     for side, col in (("rlnn", 1), ("SB3", 2)):
         reached = [r[col]["seconds"] for r in rows if r[col]["seconds"] is not None]
