@@ -353,6 +353,18 @@ def test_the_script_api_raises_one_line_type_errors(small_run):
 
 # ------------------------------------------------------------------ the benchmark's pool
 
+def test_a_job_handed_to_a_worker_after_the_stop_never_starts(tmp_path):
+    # Ctrl-C can land in the scheduling loop between handing a job to a worker thread and recording it:
+    # the stop cannot see that job, so the worker must not start its process after the stop.
+    from experiments.executor.job import Job, Processes
+
+    processes = Processes()
+    processes.terminate()
+    job = Job("random", "CartPole-v1", 0, run_dir=str(tmp_path / "run"), log_dir=str(tmp_path / "logs"))
+    outcome = processes.run(job)
+    assert outcome.status == "stopped" and not os.path.exists(job.run_dir) and not processes.procs
+
+
 @pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
 def test_bench_agents_with_one_worker_stops_on_ctrl_c_and_sigterm(tmp_path, how):
     logdir = tmp_path / "bench"

@@ -95,14 +95,20 @@ class Processes:
     def __init__(self):
         self.procs: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
+        self.stopping = False
 
     def run(self, job: Job) -> Outcome:
         t0 = time.perf_counter()
         os.makedirs(job.log_dir, exist_ok=True)
         env = {**os.environ, **THREAD_ENV, PARENT_ENV: str(os.getpid())}
-        with open(job.log_path, "a") as log:
-            proc = subprocess.Popen(job.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        # Started under the lock: a process either exists before terminate() (which then stops it) or sees
+        # ``stopping`` and never starts. Ctrl-C can land in the caller between handing a job to a worker
+        # thread and recording it, and a process started after terminate() would run on unstopped.
         with self.lock:
+            if self.stopping:
+                return Outcome(job, 130, 0.0)
+            with open(job.log_path, "a") as log:
+                proc = subprocess.Popen(job.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
             self.procs.add(proc)
         try:
             proc.wait()
@@ -112,8 +118,9 @@ class Processes:
         return Outcome(job, proc.returncode, time.perf_counter() - t0)
 
     def terminate(self) -> None:
-        """SIGTERM to every running job: each checkpoints and exits 130, as after Ctrl-C."""
+        """SIGTERM to every running job: each checkpoints and exits 130, as after Ctrl-C; none starts after."""
         with self.lock:
+            self.stopping = True
             for proc in self.procs:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
