@@ -365,6 +365,13 @@ def test_a_job_handed_to_a_worker_after_the_stop_never_starts(tmp_path):
     assert outcome.status == "stopped" and not os.path.exists(job.run_dir) and not processes.procs
 
 
+def sigint_as_in_a_terminal() -> None:
+    """SIGINT's default action, as a terminal's foreground job has it: a suite started in the background by
+    a non-interactive shell inherits SIGINT ignored, and the bench (which keeps Python's default) would
+    then never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
 def test_bench_agents_with_one_worker_stops_on_ctrl_c_and_sigterm(tmp_path, how):
     logdir = tmp_path / "bench"
@@ -372,7 +379,7 @@ def test_bench_agents_with_one_worker_stops_on_ctrl_c_and_sigterm(tmp_path, how)
                              "--seeds", "0-2", "--total-steps", "100000000", "--logdir", str(logdir),
                              "--set", "run.checkpoint_every=100000000"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=sigint_as_in_a_terminal)
     csvs = lambda: glob.glob(str(logdir / "CartPole-v1__*" / "progress.csv"))
     wait_for(lambda: csvs() and "charts/episodic_return" in open(csvs()[0]).read(), "seed 0 training", proc=proc)
     run_dir = os.path.dirname(csvs()[0])
